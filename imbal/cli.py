@@ -1,0 +1,58 @@
+"""The ``imbal`` command: ``imbal losses`` lists every registered loss."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+
+from imbal.errors import ImbalError, exit_with
+
+
+def _fmt_default(v) -> str:
+    return "(required)" if v is inspect.Parameter.empty else repr(v)
+
+
+def cmd_losses(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from imbal.losses import registry
+
+    console = Console()
+    table = Table(title="imbal losses (entry-point group 'imbal.losses')")
+    for col in ("name", "package", "tasks", "hyper-parameters (defaults)", "from data"):
+        table.add_column(col, overflow="fold")
+    failed = 0
+    for name in registry.available(refresh=True):
+        entry = registry.entries()[name]
+        try:
+            d = registry.describe(name)
+        except registry.LossPluginError as exc:
+            failed += 1
+            table.add_row(name, entry.package, "-", f"[red]failed to load: {exc}[/red]", "-")
+            continue
+        hp = ", ".join(f"{k}={_fmt_default(v)}" for k, v in d["hparams"].items())
+        pkg = f"{d['package']} {d['version']}".strip()
+        table.add_row(name, pkg, ", ".join(d["tasks"]), hp, ", ".join(d["injected"]))
+    console.print(table)
+    for msg in registry.conflicts():
+        console.print(f"[yellow]warning:[/yellow] {msg}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imbal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("losses", help="list every registered loss with its package, tasks and defaults")
+    p.set_defaults(func=cmd_losses)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ImbalError as err:
+        exit_with(err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""A LightningDataModule over in-memory tensors: the base of the small built-in data sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from imbal.data.loaders import eval_loader, train_loader
+from imbal.data.stats import DataStats
+from imbal.errors import ImbalError
+
+
+def check_labels(y: torch.Tensor, num_classes: int, *, where: str) -> None:
+    """Refuse labels outside ``[0, num_classes)`` with the first offending row."""
+    bad = ((y < 0) | (y >= num_classes)).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise ImbalError(
+            f"{where}: label {int(y[i])} at row {i} is outside [0, {num_classes}) "
+            f"({len(bad)} such rows)"
+        )
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Train/val/test splits held as tensors; subclasses fill ``self.splits`` in ``build()``.
+
+    Args:
+        batch_size: training batch size (evaluation uses the same).
+        num_workers: DataLoader workers (0: the data is already in memory).
+        seed: seed of every random choice the data module makes.
+    """
+
+    name = "in_memory"
+    modality = "vector"
+    task = "multiclass"
+
+    def __init__(
+        self, *, batch_size: int = 64, num_workers: int = 0, seed: int = 0, sampler: Any = None
+    ):
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.sampler_cfg = sampler
+        self.splits: dict[str, TensorDataset] = {}
+        self.class_names: list[str] = []
+        self.manifest: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}
+        self._stats: DataStats | None = None
+
+    # -- to implement --------------------------------------------------
+    def build(self) -> None:
+        """Fill ``self.splits`` ('train', 'val', 'test'), ``self.class_names`` and ``self.manifest``."""
+        raise NotImplementedError
+
+    # -- Lightning ------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.build()
+        c = len(self.class_names)
+        for split, ds in self.splits.items():
+            check_labels(ds.tensors[1], c, where=f"data '{self.name}' {split} split")
+        y = self.splits["train"].tensors[1]
+        counts = torch.bincount(y, minlength=c).tolist()
+        self._stats = DataStats(
+            task=self.task,
+            num_classes=c,
+            class_counts=counts,
+            class_names=list(self.class_names),
+            modality=self.modality,
+            input_shape=tuple(self.splits["train"].tensors[0].shape[1:]),
+            extra=dict(self.extra),
+        )
+        self.manifest.setdefault("class_counts", counts)
+
+    @property
+    def stats(self) -> DataStats:
+        if self._stats is None:
+            raise RuntimeError("call setup() before reading the data module's stats")
+        return self._stats
+
+    def save_manifest(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / "data_manifest.json"
+        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **self.manifest}, indent=2))
+        return path
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.splits["train"]
+        return train_loader(
+            ds,
+            labels=ds.tensors[1],
+            batch_size=self.batch_size,
+            seed=self.seed,
+            sampler_cfg=self.sampler_cfg,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return eval_loader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return eval_loader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)
+
+
+def balanced_holdout(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (held-out with ``per_class`` of every class, rest)."""
+    held, rest = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if len(idx) <= per_class:
+            raise ImbalError(f"class {c} has {len(idx)} samples; cannot hold out {per_class} per class")
+        held.append(idx[:per_class])
+        rest.append(idx[per_class:])
+    return np.sort(np.concatenate(held)), np.sort(np.concatenate(rest))

@@ -1,0 +1,142 @@
+"""Cross-entropy and class-weighted cross-entropy."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from imbal.errors import ImbalError
+from imbal.losses.base import ImbalanceLoss, check_reduction, counts_tensor
+
+WEIGHT_MODES = ("balanced", "inverse", "inverse_sqrt", "effective_number")
+
+
+class CrossEntropy(ImbalanceLoss):
+    """Cross-entropy with optional label smoothing (the baseline).
+
+    Args:
+        label_smoothing: epsilon of Szegedy et al. 2016, in [0, 1).
+        reduction: ``mean`` | ``sum`` | ``none``.
+
+    Shape:
+        logits ``[N, C]``, target ``[N]`` int64 in ``[0, C)``.
+
+    Reference:
+        ``torch.nn.functional.cross_entropy``.
+    """
+
+    tasks = ("multiclass",)
+
+    def __init__(self, *, label_smoothing: float = 0.0, reduction: str = "mean"):
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ImbalError(f"loss 'ce': label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(
+            logits.float(), target, label_smoothing=self.label_smoothing, reduction=self.reduction
+        )
+
+
+def class_weights(
+    class_counts: Sequence[float], mode: str | Sequence[float] = "balanced", *, beta: float = 0.9999
+) -> Tensor:
+    """Per-class weights from training counts.
+
+    Modes (n = total, C = classes, n_c = count of class c):
+        ``balanced``: n / (C * n_c), as ``sklearn.utils.class_weight.compute_class_weight``.
+        ``inverse``: 1 / n_c, rescaled to sum to C.
+        ``inverse_sqrt``: 1 / sqrt(n_c), rescaled to sum to C.
+        ``effective_number``: (1 - beta) / (1 - beta^n_c) (Cui et al. 2019), rescaled to sum to C.
+        a list: used as given.
+
+    A class with zero training samples never occurs as a training target; its
+    weight is set to 0 rather than infinity (so no NaN reaches validation).
+    """
+    counts = counts_tensor(class_counts, loss="weighted_ce")
+    c = counts.numel()
+    if not isinstance(mode, str):
+        w = torch.as_tensor(list(mode), dtype=torch.float64)
+        if w.shape != (c,):
+            raise ImbalError(f"loss 'weighted_ce': weights has {w.numel()} entries, expected {c} (one per class)")
+        if (w < 0).any() or not torch.isfinite(w).all():
+            raise ImbalError(f"loss 'weighted_ce': weights must be finite and >= 0, got {list(mode)!r}")
+        return w.float()
+    present = counts > 0
+    safe = counts.clamp_min(1.0)
+    if mode == "balanced":
+        w = counts.sum() / (c * safe)
+    elif mode == "inverse":
+        w = 1.0 / safe
+    elif mode == "inverse_sqrt":
+        w = safe.rsqrt()
+    elif mode == "effective_number":
+        if not 0.0 <= beta < 1.0:
+            raise ImbalError(f"loss 'weighted_ce': beta must be in [0, 1), got {beta}")
+        w = (1.0 - beta) / (-torch.expm1(safe * torch.log1p(torch.tensor(-beta, dtype=torch.float64))))
+    else:
+        raise ImbalError(
+            f"loss 'weighted_ce': weights '{mode}' is not one of {', '.join(WEIGHT_MODES)} or a list"
+        )
+    w = torch.where(present, w, torch.zeros_like(w))
+    if mode != "balanced":
+        w = w * (int(present.sum()) / w.sum())
+    return w.float()
+
+
+class WeightedCrossEntropy(ImbalanceLoss):
+    """Class-weighted cross-entropy.
+
+    Args:
+        weights: ``balanced`` (n / (C n_c), as scikit-learn), ``inverse``,
+            ``inverse_sqrt``, ``effective_number`` or an explicit list of C weights.
+        beta: for ``effective_number``.
+        label_smoothing: as in :class:`CrossEntropy`.
+        reduction: ``mean`` divides by the sum of the batch's target weights,
+            as ``torch.nn.functional.cross_entropy(weight=...)`` does.
+
+    Shape:
+        logits ``[N, C]``, target ``[N]`` int64.
+
+    Reference:
+        King & Zeng 2001; scikit-learn ``compute_class_weight('balanced')``.
+    """
+
+    tasks = ("multiclass",)
+
+    def __init__(
+        self,
+        *,
+        weights: str | Sequence[float] = "balanced",
+        beta: float = 0.9999,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        class_counts: Sequence[int] | None = None,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        if isinstance(weights, str) and class_counts is None:
+            raise ImbalError(f"loss 'weighted_ce' with weights '{weights}' needs class_counts from the data")
+        if class_counts is None:
+            class_counts = [1] * len(weights)
+        self.register_buffer("weight", class_weights(class_counts, weights, beta=beta))
+        if num_classes is not None and self.weight.numel() != num_classes:
+            raise ImbalError(
+                f"loss 'weighted_ce': {self.weight.numel()} weights for {num_classes} classes"
+            )
+        self.label_smoothing = float(label_smoothing)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return F.cross_entropy(
+            logits.float(),
+            target,
+            weight=self.weight,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+        )

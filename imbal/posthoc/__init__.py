@@ -1,0 +1,71 @@
+"""Post-hoc corrections applied at evaluation time, logged beside the raw metrics.
+
+Every correction maps the stored test outputs to *corrected test logits*
+(log-scores whose argmax is the corrected decision), so one set of metrics
+scores them all.  A correction is a function::
+
+    fn(ctx: PosthocContext, **params) -> dict[str, torch.Tensor]
+
+returning ``{result_name: corrected_test_logits}`` (a correction may return
+several variants, e.g. ``la`` with tau=1 and ``la_tuned``), and may record
+what it chose (a tuned tau, an estimated prior) in ``ctx.info[result_name]``.
+Corrections are registered in :data:`CORRECTIONS` and switched on by the
+``posthoc`` config node (``posthoc.<name>: {params}`` or ``null`` to skip).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from imbal.data.stats import DataStats
+from imbal.errors import ImbalError
+
+
+@dataclass
+class PosthocContext:
+    """What a correction may use: val/test outputs of the best model, the data stats, the head."""
+
+    stats: DataStats
+    val_logits: Tensor
+    val_targets: Tensor
+    test_logits: Tensor
+    test_targets: Tensor
+    val_features: Tensor | None = None
+    test_features: Tensor | None = None
+    head: nn.Module | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Correction = Callable[..., "dict[str, Tensor]"]
+CORRECTIONS: dict[str, Correction] = {}
+
+
+def register(name: str) -> Callable[[Correction], Correction]:
+    def deco(fn: Correction) -> Correction:
+        CORRECTIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext) -> dict[str, Tensor]:
+    """Run every enabled correction; returns ``{result_name: corrected test logits}``."""
+    out: dict[str, Tensor] = {}
+    for name, params in (posthoc_cfg or {}).items():
+        if params is None or params is False:
+            continue
+        if name not in CORRECTIONS:
+            raise ImbalError(f"unknown post-hoc correction '{name}'; choose from: {', '.join(sorted(CORRECTIONS))}")
+        params = {} if params is True else dict(params)
+        if params.pop("enabled", True) is False:
+            continue
+        out.update(CORRECTIONS[name](ctx, **params))
+    return out
+
+
+# Built-in corrections register themselves on import.
+from imbal.posthoc import logit_adjust  # noqa: E402,F401

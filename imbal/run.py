@@ -1,0 +1,199 @@
+"""One training run: compose the parts a config names, fit, test, summarise."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from imbal.errors import ImbalError
+
+#: Keys of a data/model config node that describe it rather than construct it.
+META_KEYS = ("name", "accepts")
+
+
+def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    from hydra.utils import instantiate
+
+    clean = OmegaConf.to_container(node, resolve=True)
+    for key in META_KEYS:
+        clean.pop(key, None)
+    return instantiate(clean, **kwargs, _convert_="all")
+
+
+def _instantiate_dict(nodes: DictConfig | None) -> list[Any]:
+    """Instantiate every named node with a ``_target_`` (lightning-hydra-template's instantiator)."""
+    from hydra.utils import instantiate
+
+    if not nodes:
+        return []
+    return [instantiate(n, _convert_="all") for _, n in nodes.items() if isinstance(n, DictConfig) and "_target_" in n]
+
+
+def quiet_known_warnings() -> None:
+    """Silence library warnings that say nothing about the user's run."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.run_dir).resolve()
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write then rename, so a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def build_parts(cfg: DictConfig):
+    """Data module (set up), loss and task for a config; no trainer."""
+    from imbal import config as imbal_config
+    from imbal.losses import build as build_loss
+    from imbal.task import ImbalanceTask
+
+    datamodule = _instantiate(cfg.data)
+    imbal_config.check_compatible(
+        cfg.data.get("name", type(datamodule).__name__),
+        datamodule.modality,
+        cfg.model.get("name", "model"),
+        cfg.model.get("accepts", []),
+    )
+    datamodule.setup("fit")
+    stats = datamodule.stats
+
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    loss_name = loss_cfg.pop("name")
+    loss = build_loss(loss_name, stats=stats, **loss_cfg)
+
+    backbone = _instantiate(cfg.model, in_shape=list(stats.input_shape))
+    optim = _instantiate(cfg.optimizer.optim)
+    sched = _instantiate(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None
+    task = ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched)
+    return datamodule, loss_name, task
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one experiment and return the metric a sweeper optimises (``cfg.optimized_metric``).
+
+    ``summary.json`` is written in the run directory only when the run completes.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t0 = time.time()
+    quiet_known_warnings()
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule, loss_name, task = build_parts(cfg)
+    stats = datamodule.stats
+
+    ckpt_cb = ModelCheckpoint(
+        dirpath=str(run_dir / "checkpoints"),
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor="val/balanced_accuracy",
+        mode="max",
+        save_last=True,
+    )
+    callbacks = [ckpt_cb, *_instantiate_dict(cfg.get("callbacks"))]
+    loggers = _instantiate_dict(cfg.get("logger"))
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    from hydra.utils import instantiate
+
+    trainer: L.Trainer = instantiate(
+        trainer_kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir), _convert_="all"
+    )
+    if trainer.is_global_zero:
+        datamodule.save_manifest(run_dir)
+
+    trainer.fit(task, datamodule=datamodule)
+    ckpt = "best" if ckpt_cb.best_model_path else None
+    trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+
+    posthoc = evaluate_posthoc(cfg, task, stats)
+    summary = {
+        "val": task.results.get("val", {}),
+        "test": task.results.get("test", {}),
+        "posthoc": posthoc,
+        "class_counts": stats.class_counts,
+        "class_names": stats.class_names,
+        "task": stats.task,
+        "data": cfg.data.get("name"),
+        "model": cfg.model.get("name"),
+        "loss": loss_name,
+        "seed": int(cfg.seed),
+        "best_checkpoint": ckpt_cb.best_model_path or None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "wall_time_s": round(time.time() - t0, 3),
+        **stats.extra,
+    }
+    if trainer.is_global_zero:
+        write_json_atomic(run_dir / "summary.json", summary)
+        print_final_table(summary, run_dir)
+    metric = cfg.get("optimized_metric", "val/balanced_accuracy")
+    split, _, key = metric.partition("/")
+    value = summary.get(split, {}).get(key)
+    if value is None:
+        raise ImbalError(f"optimized_metric '{metric}' was not computed; e.g. val/balanced_accuracy")
+    return float(value)
+
+
+def evaluate_posthoc(cfg: DictConfig, task, stats) -> dict[str, dict]:
+    """Score every enabled post-hoc correction on the test split of the best model."""
+    from imbal import posthoc as ph
+    from imbal.metrics import ClassificationMetrics
+
+    if "val" not in task.outputs or "test" not in task.outputs:
+        return {}
+    val, test = task.outputs["val"], task.outputs["test"]
+    ctx = ph.PosthocContext(
+        stats=stats,
+        val_logits=val["logits"],
+        val_targets=val["targets"],
+        test_logits=test["logits"],
+        test_targets=test["targets"],
+        val_features=val["features"],
+        test_features=test["features"],
+        head=task.head,
+    )
+    posthoc_cfg = OmegaConf.to_container(cfg.get("posthoc"), resolve=True) if cfg.get("posthoc") else {}
+    out = {}
+    for name, logits in ph.apply(posthoc_cfg, ctx).items():
+        metrics = ClassificationMetrics(stats)
+        metrics.update(logits, test["targets"])
+        out[name] = {**metrics.compute(), **ctx.info.get(name, {})}
+    return out
+
+
+def print_final_table(summary: dict, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"imbal: {summary['data']} / {summary['model']} / {summary['loss']} (seed {summary['seed']})")
+    table.add_column("metric")
+    table.add_column("val", justify="right")
+    table.add_column("test", justify="right")
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"):
+        v, t = summary["val"].get(key), summary["test"].get(key)
+        table.add_row(key, "-" if v is None else f"{v:.4f}", "-" if t is None else f"{t:.4f}")
+    for name, res in summary.get("posthoc", {}).items():
+        table.add_row(f"balanced_accuracy (post-hoc {name})", "", f"{res['balanced_accuracy']:.4f}")
+    if "bayes_balanced_error" in summary:
+        table.add_row("bayes balanced acc", "", f"{1 - summary['bayes_balanced_error']:.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"run dir: {run_dir}")
+    console.print(f"best checkpoint: {summary['best_checkpoint'] or '(none: no checkpoint was saved)'}")
+    console.print(f"wall time: {summary['wall_time_s']:.1f} s")

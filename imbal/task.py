@@ -1,0 +1,132 @@
+"""The LightningModule that trains any backbone with any registered loss."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from imbal.data.stats import DataStats
+from imbal.metrics import build_metrics
+from imbal.models.heads import build_head
+
+
+class ImbalanceTask(L.LightningModule):
+    """One LightningModule for ``multiclass``, ``binary`` and ``multilabel`` (shapes in DESIGN.md).
+
+    Args:
+        backbone: maps inputs to features ``[N, D]`` and has ``out_features``.
+        loss: a registered loss; its ``head`` attribute (``linear`` or
+            ``cosine``) picks the classifier layer, its optional ``set_epoch``
+            is called at the start of every training epoch.
+        stats: the data module's :class:`DataStats`.
+        optimizer: a partial (``_partial_: true``) taking ``params``.
+        scheduler: optional partial taking ``optimizer``; stepped per epoch.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: nn.Module,
+        stats: DataStats,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        # A backbone that produces logits itself (a U-Net: [N, C, H, W]) gets no head.
+        self.outputs_logits = bool(getattr(backbone, "outputs_logits", False))
+        self.head = (
+            nn.Identity()
+            if self.outputs_logits
+            else build_head(getattr(loss, "head", "linear"), backbone.out_features, stats.num_outputs)
+        )
+        self.loss_fn = loss
+        self.stats = stats
+        self.task_kind = stats.task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.val_metrics = build_metrics(stats)
+        self.test_metrics = build_metrics(stats)
+        self.results: dict[str, dict] = {}
+        # Outputs of the last val/test epoch (features, logits, targets on CPU)
+        # for post-hoc corrections; classification only (masks are too big).
+        self.keep_outputs = not self.outputs_logits
+        self.outputs: dict[str, dict[str, Tensor]] = {}
+        self._buffers_out: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(features, logits); features is the backbone output (the logits for a U-Net)."""
+        feats = self.backbone(x)
+        logits = self.head(feats)
+        if self.task_kind == "binary" and logits.ndim == 2:
+            logits = logits.squeeze(-1)
+        return feats, logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_features(x)[1]
+
+    # -- training -------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        set_epoch = getattr(self.loss_fn, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(self.current_epoch)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss_fn(logits, y)
+        # Averaged over the epoch, synced once at its end: no per-step sync.
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    # -- evaluation -----------------------------------------------------
+    def _eval_step(self, split: str, batch: tuple[Tensor, Tensor], metrics) -> None:
+        x, y = batch
+        feats, logits = self.forward_features(x)
+        logits = logits.detach()
+        metrics.update(logits, y)
+        if self.keep_outputs:
+            self._buffers_out.setdefault(split, []).append((feats.detach().cpu(), logits.cpu(), y.detach().cpu()))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step("val", batch, self.val_metrics)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step("test", batch, self.test_metrics)
+
+    def on_validation_epoch_start(self) -> None:
+        self._buffers_out.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._buffers_out.pop("test", None)
+
+    def _eval_epoch_end(self, split: str, metrics) -> None:
+        result = metrics.compute()  # torchmetrics syncs across ranks here
+        metrics.reset()
+        parts = self._buffers_out.pop(split, [])
+        if parts:
+            f, lg, t = zip(*parts)
+            self.outputs[split] = {"features": torch.cat(f), "logits": torch.cat(lg), "targets": torch.cat(t)}
+        self.results[split] = result
+        logged = {f"{split}/{k}": v for k, v in result.items() if k != "per_class_recall"}
+        for i, r in enumerate(result.get("per_class_recall", [])):
+            logged[f"{split}/recall_c{i}"] = r
+        # Already global values: no further sync.
+        self.log_dict(logged, prog_bar=False, sync_dist=False)
+        self.log(f"{split}/bal_acc", result["balanced_accuracy"], prog_bar=True, sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_metrics)
+
+    # -- optimisation ---------------------------------------------------
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt), "interval": "epoch"}}
