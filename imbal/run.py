@@ -54,6 +54,22 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+#: What a backbone may ask for by naming it in ``__init__`` (like a loss's injected arguments).
+MODEL_INJECTABLE = ("in_shape", "num_classes", "stats")
+
+
+def model_injections(model_cfg: DictConfig, stats) -> dict[str, Any]:
+    """The data-dependent arguments the backbone class names in its signature."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    cls = get_class(model_cfg._target_)
+    params = inspect.signature(cls.__init__).parameters
+    values = {"in_shape": list(stats.input_shape), "num_classes": stats.num_outputs, "stats": stats}
+    return {k: v for k, v in values.items() if k in params and k not in model_cfg}
+
+
 def build_parts(cfg: DictConfig):
     """Data module (set up), loss and task for a config; no trainer."""
     from imbal import config as imbal_config
@@ -74,7 +90,7 @@ def build_parts(cfg: DictConfig):
     loss_name = loss_cfg.pop("name")
     loss = build_loss(loss_name, stats=stats, **loss_cfg)
 
-    backbone = _instantiate(cfg.model, in_shape=list(stats.input_shape))
+    backbone = _instantiate(cfg.model, **model_injections(cfg.model, stats))
     optim = _instantiate(cfg.optimizer.optim)
     sched = _instantiate(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None
     task = ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched)

@@ -80,3 +80,19 @@ def log_prior(class_counts: Sequence[float], *, loss: str) -> Tensor:
     """log(n_c / n) in float32, erroring on an empty class."""
     counts = counts_tensor(class_counts, loss=loss, positive=True)
     return (counts / counts.sum()).log().float()
+
+
+def as_elementwise(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Float32 logits and a float target of the same shape, for per-element (sigmoid) losses.
+
+    Accepts the DESIGN.md shapes: binary ``[N]``/``[N]``, multilabel ``[N, C]``/``[N, C]``,
+    binary segmentation logits ``[N, 1, H, W]`` with target ``[N, H, W]`` (or ``[N, 1, H, W]``).
+    """
+    x = logits.float()
+    t = target.to(x.dtype)
+    if t.shape != x.shape:
+        if x.ndim == t.ndim + 1 and x.shape[1] == 1:
+            t = t.unsqueeze(1)
+        if t.shape != x.shape:
+            raise ValueError(f"logits of shape {tuple(x.shape)} do not match target of shape {tuple(target.shape)}")
+    return x, t
