@@ -1,0 +1,49 @@
+"""Shared fixtures: compose configs with Hydra's compose API, run dirs under tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from imbal.config import conf_dir, register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """``make_cfg(*overrides)`` -> a composed DictConfig whose run dir is under tmp_path."""
+    register_configs()
+
+    def _make(*overrides: str, run_dir: Path | None = None):
+        GlobalHydra.instance().clear()
+        rd = run_dir or (tmp_path / "run")
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose(config_name="train", overrides=[f"run_dir={rd}", *overrides])
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+def run_train(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python train.py ARGS`` in a subprocess (as a user would)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )

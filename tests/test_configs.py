@@ -1,0 +1,58 @@
+"""Every config option composes (Hydra compose API), and the data's default backbone is picked."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from omegaconf import OmegaConf
+
+from imbal import losses
+from imbal.config import check_choices, yaml_options
+from imbal.errors import ImbalError
+
+DATA = yaml_options("data")
+MODELS = yaml_options("model")
+
+
+@pytest.mark.parametrize("data,loss", list(itertools.product(DATA, losses.available())))
+def test_data_x_loss_composes(make_cfg, data, loss):
+    cfg = make_cfg(f"data={data}", f"loss={loss}")
+    assert cfg.loss.name == loss
+    assert cfg.data.name == data
+    OmegaConf.to_container(cfg.loss, resolve=True)  # every hparam default resolves
+
+
+@pytest.mark.parametrize("data,model", list(itertools.product(DATA, MODELS)))
+def test_data_x_model_composes(make_cfg, data, model):
+    cfg = make_cfg(f"data={data}", f"model={model}")
+    assert cfg.model.name == model  # the command line wins over the data's default backbone
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in ("trainer", "logger", "optimizer", "sampler", "experiment") for o in yaml_options(g)],
+)
+def test_other_groups_compose(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}")
+    assert cfg is not None
+
+
+def test_data_picks_its_default_backbone(make_cfg):
+    assert make_cfg().model.name == "small_cnn"
+    assert make_cfg("data=gaussian_lt").model.name == "mlp"
+
+
+def test_generated_loss_node_takes_overrides(make_cfg):
+    cfg = make_cfg("loss=focal", "loss.gamma=0.5")
+    assert cfg.loss == {"name": "focal", "gamma": 0.5, "alpha": None, "reduction": "mean"}
+
+
+def test_check_choices_one_line():
+    with pytest.raises(ImbalError) as err:
+        check_choices(["loss=nope"])
+    assert str(err.value).startswith("unknown loss 'nope'; choose one of: ")
+    assert "focal" in str(err.value)
+    with pytest.raises(ImbalError, match="unknown data 'cifar5'"):
+        check_choices(["data=digits_lt,cifar5"])
+    check_choices(["loss=ce,focal", "seed=1", "loss.gamma=2", "hydra.run.dir=x"])  # valid: no error
