@@ -21,23 +21,28 @@ def cmd_losses(args: argparse.Namespace) -> int:
 
     console = Console()
     table = Table(title="imbal losses (entry-point group 'imbal.losses')")
-    for col in ("name", "package", "tasks", "hyper-parameters (defaults)", "from data"):
+    table.add_column("name", no_wrap=True)
+    table.add_column("package", no_wrap=True)
+    for col in ("tasks", "hyper-parameters (defaults)", "from data"):
         table.add_column(col, overflow="fold")
-    failed = 0
+    failed: list[str] = []
     for name in registry.available(refresh=True):
         entry = registry.entries()[name]
         try:
             d = registry.describe(name)
         except registry.LossPluginError as exc:
-            failed += 1
-            table.add_row(name, entry.package, "-", f"[red]failed to load: {exc}[/red]", "-")
+            failed.append(str(exc))
+            table.add_row(name, entry.package, "-", "[red]failed to load (see below)[/red]", "-")
             continue
         hp = ", ".join(f"{k}={_fmt_default(v)}" for k, v in d["hparams"].items())
         pkg = f"{d['package']} {d['version']}".strip()
         table.add_row(name, pkg, ", ".join(d["tasks"]), hp, ", ".join(d["injected"]))
     console.print(table)
+    # Full messages on their own lines (soft-wrapped, so they can be grepped whole).
+    for msg in failed:
+        console.print(f"[red]error:[/red] {msg}", soft_wrap=True, markup=True, highlight=False)
     for msg in registry.conflicts():
-        console.print(f"[yellow]warning:[/yellow] {msg}")
+        console.print(f"[yellow]warning:[/yellow] {msg}", soft_wrap=True, highlight=False)
     return 0
 
 

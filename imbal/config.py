@@ -115,6 +115,10 @@ def check_choices(overrides: Iterable[str]) -> None:
                 raise ImbalError(
                     f"unknown {m['group']} '{value}'; choose one of: {', '.join(valid)}"
                 )
+            if m["group"] == "loss" and value not in yaml_options("loss"):
+                from imbal.losses import registry
+
+                registry.get(value)  # a plugin that fails to load says so here, in one line
 
 
 def model_accepts(model: str) -> list[str]:
