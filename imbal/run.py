@@ -70,6 +70,48 @@ def model_injections(model_cfg: DictConfig, stats) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in params and k not in model_cfg}
 
 
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse launch combinations that cannot work, in one line.
+
+    Lightning's ``strategy=ddp`` re-executes ``sys.argv`` once per extra rank; inside
+    Hydra's basic (in-process) multirun that re-runs the whole sweep in every rank
+    (Lightning PR 15737).  ``ddp_spawn`` or a launcher with one process per job works.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    devices = cfg.trainer.get("devices", 1)
+    many = devices not in (1, "1", None) or int(cfg.trainer.get("num_nodes", 1) or 1) > 1
+    basic = str(hc.launcher.get("_target_", "")).endswith("BasicLauncher")
+    if str(hc.mode) == "RunMode.MULTIRUN" and basic and many and strategy.startswith("ddp") and "spawn" not in strategy:
+        raise ImbalError(
+            f"trainer.strategy={strategy} inside a local multirun (basic launcher) would re-run the whole sweep "
+            "in every rank; use trainer.strategy=ddp_spawn, or hydra/launcher=submitit_local or hydra/launcher=slurm"
+        )
+
+
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint ``fit`` resumes from: ``resume=auto`` -> ``last.ckpt`` of this run dir if present,
+    ``resume=<path>`` -> that checkpoint (which must exist), ``null`` -> none."""
+    resume = cfg.get("resume")
+    if resume in (None, False, "null", "none") and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+        # submitit owns pre-emption: a requeued job re-runs this function in the same
+        # run dir, and must continue from its last checkpoint rather than start over.
+        resume = "auto"
+    if resume in (None, False, "null", "none"):
+        return None
+    if resume == "auto":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    path = Path(str(resume))
+    if not path.is_file():
+        raise ImbalError(f"resume={resume}: no such checkpoint file (expected a .ckpt path or 'auto')")
+    return str(path)
+
+
 def build_parts(cfg: DictConfig):
     """Data module (set up), loss and task for a config; no trainer."""
     from imbal import config as imbal_config
@@ -107,6 +149,7 @@ def train(cfg: DictConfig) -> float:
 
     t0 = time.time()
     quiet_known_warnings()
+    check_launch(cfg)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -127,13 +170,24 @@ def train(cfg: DictConfig) -> float:
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     from hydra.utils import instantiate
 
+    plugins = list(trainer_kwargs.pop("plugins", None) or [])
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # One side owns requeueing: submitit (USR2 + resubmit), not Lightning's USR1 handler.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer: L.Trainer = instantiate(
-        trainer_kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir), _convert_="all"
+        trainer_kwargs,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        plugins=plugins or None,
+        _convert_="all",
     )
     if trainer.is_global_zero:
         datamodule.save_manifest(run_dir)
 
-    trainer.fit(task, datamodule=datamodule)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
     ckpt = "best" if ckpt_cb.best_model_path else None
     trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)

@@ -13,6 +13,23 @@ from imbal.metrics import build_metrics
 from imbal.models.heads import build_head
 
 
+def gather_outputs(local: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Concatenate every rank's eval outputs (unequal sizes allowed) so post-hoc sees the whole split.
+
+    ``all_gather_object`` rather than Lightning's ``all_gather``: the unpadded
+    eval sampler gives ranks different numbers of samples.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    everything: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everything, local)
+    keys = [k for k in ("features", "logits", "targets") if all(k in d for d in everything if d)]
+    parts = [d for d in everything if d]
+    return {k: torch.cat([d[k] for d in parts]) for k in keys} if parts else {}
+
+
 class ImbalanceTask(L.LightningModule):
     """One LightningModule for ``multiclass``, ``binary`` and ``multilabel`` (shapes in DESIGN.md).
 
@@ -83,11 +100,12 @@ class ImbalanceTask(L.LightningModule):
         return loss
 
     # -- evaluation -----------------------------------------------------
-    def _eval_step(self, split: str, batch: tuple[Tensor, Tensor], metrics) -> None:
-        x, y = batch
+    def _eval_step(self, split: str, batch: tuple[Tensor, ...], metrics) -> None:
+        # segmentation evaluation batches carry a third item (true instance labels) for the metrics
+        x, y, *extra = batch
         feats, logits = self.forward_features(x)
         logits = logits.detach()
-        metrics.update(logits, y)
+        metrics.update(logits, y, *extra)
         if self.keep_outputs:
             self._buffers_out.setdefault(split, []).append((feats.detach().cpu(), logits.cpu(), y.detach().cpu()))
 
@@ -107,11 +125,16 @@ class ImbalanceTask(L.LightningModule):
         result = metrics.compute()  # torchmetrics syncs across ranks here
         metrics.reset()
         parts = self._buffers_out.pop(split, [])
-        if parts:
-            f, lg, t = zip(*parts)
-            self.outputs[split] = {"features": torch.cat(f), "logits": torch.cat(lg), "targets": torch.cat(t)}
+        if self.keep_outputs:
+            local = {}
+            if parts:
+                f, lg, t = zip(*parts)
+                local = {"features": torch.cat(f), "logits": torch.cat(lg), "targets": torch.cat(t)}
+            self.outputs[split] = gather_outputs(local)
+            if self.outputs[split]:
+                result["num_samples"] = int(len(self.outputs[split]["targets"]))
         self.results[split] = result
-        logged = {f"{split}/{k}": v for k, v in result.items() if k != "per_class_recall"}
+        logged = {f"{split}/{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))}
         for i, r in enumerate(result.get("per_class_recall", [])):
             logged[f"{split}/recall_c{i}"] = r
         # Already global values: no further sync.
