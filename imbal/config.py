@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from imbal.errors import ImbalError
 
 #: Config groups whose options a user picks on the command line.
-GROUPS = ("data", "model", "loss", "sampler", "optimizer", "trainer", "logger", "experiment")
+GROUPS = ("data", "model", "loss", "sampler", "optimizer", "trainer", "logger", "experiment", "hparams_search")
 
 
 def conf_dir() -> Path:

@@ -76,3 +76,15 @@ def test_slurm_launcher_config(make_cfg):
     OmegaConf.resolve(cfg)
     assert (launcher.tasks_per_node, launcher.gpus_per_node, launcher.nodes) == (4, 4, 2)
     GlobalHydra.instance().clear()
+
+
+def test_optuna_sweep_maximises_returned_metric(tmp_path):
+    sweep = tmp_path / "opt"
+    proc = run_train("hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+                     "trainer.fast_dev_run=true", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    vals = [json.loads(p.read_text())["val"]["balanced_accuracy"] for p in _summaries(sweep)]
+    assert len(vals) == 2
+    assert results.best_value == pytest.approx(max(vals))
+    assert 0.0 <= results.best_params["loss.gamma"] <= 5.0
