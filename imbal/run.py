@@ -12,6 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from imbal.errors import ImbalError
 
+#: Keys of the ``trainer`` node that imbal reads itself (not Lightning Trainer arguments).
+IMBAL_TRAINER_KEYS = ("nan_policy", "nan_max_skips")
+
 #: Keys of a data/model config node that describe it rather than construct it.
 META_KEYS = ("name", "accepts")
 
@@ -32,6 +35,43 @@ def _instantiate_dict(nodes: DictConfig | None) -> list[Any]:
     if not nodes:
         return []
     return [instantiate(n, _convert_="all") for _, n in nodes.items() if isinstance(n, DictConfig) and "_target_" in n]
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process (and of the GPU, when one was used), in MiB."""
+    import resource
+
+    import torch
+
+    out = {"cpu_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import torch
+
+    import imbal
+
+    return {"imbal": imbal.__version__, "torch": torch.__version__, "lightning": lightning.__version__}
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` when it has local changes), or None outside git."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def quiet_known_warnings() -> None:
@@ -135,7 +175,14 @@ def build_parts(cfg: DictConfig):
     backbone = _instantiate(cfg.model, **model_injections(cfg.model, stats))
     optim = _instantiate(cfg.optimizer.optim)
     sched = _instantiate(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None
-    task = ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched)
+    from imbal.guards import NonFiniteGuard
+
+    guard = NonFiniteGuard(
+        policy=str(cfg.get("nan_policy", cfg.trainer.get("nan_policy", "error"))),
+        max_skips=int(cfg.trainer.get("nan_max_skips", 10)),
+        run_dir=cfg.get("run_dir"),
+    )
+    task = ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched, guard=guard)
     return datamodule, loss_name, task
 
 
@@ -161,7 +208,7 @@ def train(cfg: DictConfig) -> float:
         dirpath=str(run_dir / "checkpoints"),
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
-        monitor="val/balanced_accuracy",
+        monitor=str(cfg.get("checkpoint_monitor", "val/balanced_accuracy")),
         mode="max",
         save_last=True,
     )
@@ -170,6 +217,8 @@ def train(cfg: DictConfig) -> float:
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     from hydra.utils import instantiate
 
+    for key in IMBAL_TRAINER_KEYS:
+        trainer_kwargs.pop(key, None)
     plugins = list(trainer_kwargs.pop("plugins", None) or [])
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
         from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -204,7 +253,12 @@ def train(cfg: DictConfig) -> float:
         "model": cfg.model.get("name"),
         "loss": loss_name,
         "seed": int(cfg.seed),
+        "loss_hparams": {k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if k != "name"},
         "best_checkpoint": ckpt_cb.best_model_path or None,
+        "peak_memory_mb": peak_memory_mb(),
+        "nonfinite_batches_skipped": task.guard.skipped if task.guard is not None else 0,
+        "versions": versions(),
+        "git_commit": git_commit(),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "wall_time_s": round(time.time() - t0, 3),
         **stats.extra,

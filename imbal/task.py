@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from imbal.data.stats import DataStats
+from imbal.guards import NonFiniteGuard
 from imbal.metrics import build_metrics
 from imbal.models.heads import build_head
 
@@ -41,6 +42,7 @@ class ImbalanceTask(L.LightningModule):
         stats: the data module's :class:`DataStats`.
         optimizer: a partial (``_partial_: true``) taking ``params``.
         scheduler: optional partial taking ``optimizer``; stepped per epoch.
+        guard: checks each training loss for NaN/inf (:class:`imbal.guards.NonFiniteGuard`).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class ImbalanceTask(L.LightningModule):
         stats: DataStats,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        guard: "NonFiniteGuard | None" = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -63,6 +66,7 @@ class ImbalanceTask(L.LightningModule):
         self.loss_fn = loss
         self.stats = stats
         self.task_kind = stats.task
+        self.guard = guard
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.val_metrics = build_metrics(stats)
@@ -91,10 +95,15 @@ class ImbalanceTask(L.LightningModule):
         if callable(set_epoch):
             set_epoch(self.current_epoch)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
+        if self.guard is not None and not self.guard.check(
+            loss, logits=logits, batch=batch, batch_idx=batch_idx, global_step=self.global_step,
+            distributed=self.trainer.world_size > 1,
+        ):
+            return None  # Lightning skips the optimiser step for this batch
         # Averaged over the epoch, synced once at its end: no per-step sync.
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
