@@ -45,7 +45,7 @@ cleanup() {
   [ -f "$work/run/slurmctld.pid" ] && kill "$(cat "$work/run/slurmctld.pid")" >/dev/null 2>&1 || true
   [ -f "$work/run/slurmd.pid" ] && kill "$(cat "$work/run/slurmd.pid")" >/dev/null 2>&1 || true
   pkill -f "$work/slurm.conf" >/dev/null 2>&1 || true   # daemons started with -f <this conf>
-  pkill -f "slurmstepd" >/dev/null 2>&1 || true
+  pkill -9 -f "slurmstepd" >/dev/null 2>&1 || true
   [ -f "$work/run/munged.pid" ] && kill "$(cat "$work/run/munged.pid")" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
