@@ -152,6 +152,32 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
     return str(path)
 
 
+def write_manifest(datamodule, run_dir: Path, *, resuming: bool) -> None:
+    """Save the data manifest; when resuming, refuse data that differs from the run's first start.
+
+    The manifest (class counts, seed, hash of the training indices, ...) is written to
+    a scratch dir first and compared key by key with the run's ``data_manifest.json``,
+    so changed data is refused rather than silently mixed into a resumed run.
+    """
+    import tempfile
+
+    if not hasattr(datamodule, "save_manifest"):
+        return
+    old_path = run_dir / "data_manifest.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        new = json.loads(Path(datamodule.save_manifest(tmp)).read_text())
+    if resuming and old_path.is_file():
+        old = json.loads(old_path.read_text())
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if changed:
+            k = changed[0]
+            raise ImbalError(
+                f"refusing to resume {run_dir}: the data changed since the run started "
+                f"({old_path.name} key '{k}' was {old.get(k)!r}, now {new.get(k)!r})"
+            )
+    datamodule.save_manifest(run_dir)
+
+
 def build_parts(cfg: DictConfig):
     """Data module (set up), loss and task for a config; no trainer."""
     from imbal import config as imbal_config
@@ -233,10 +259,11 @@ def train(cfg: DictConfig) -> float:
         plugins=plugins or None,
         _convert_="all",
     )
+    resume_from = resume_checkpoint(cfg, run_dir)
     if trainer.is_global_zero:
-        datamodule.save_manifest(run_dir)
+        write_manifest(datamodule, run_dir, resuming=resume_from is not None)
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, run_dir))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
     ckpt = "best" if ckpt_cb.best_model_path else None
     trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
@@ -260,6 +287,8 @@ def train(cfg: DictConfig) -> float:
         "versions": versions(),
         "git_commit": git_commit(),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "epochs_completed": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
         "wall_time_s": round(time.time() - t0, 3),
         **stats.extra,
     }

@@ -139,4 +139,4 @@ def test_describe_lists_package_tasks_defaults():
     assert d["package"] == "imbal"
     assert "binary" in d["tasks"] and "multiclass" in d["tasks"]
     assert d["hparams"]["gamma"] == 2.0
-    assert d["injected"] == ("task",)
+    assert d["injected"] == ("class_counts", "task")
