@@ -9,38 +9,67 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
-from imbal.losses.base import ImbalanceLoss, check_reduction, counts_tensor
+from imbal.losses.base import (
+    DeferredReweighting,
+    ImbalanceLoss,
+    check_reduction,
+    counts_tensor,
+    fp32,
+    no_autocast,
+)
 
 WEIGHT_MODES = ("balanced", "inverse", "inverse_sqrt", "effective_number")
 
 
-class CrossEntropy(ImbalanceLoss):
-    """Cross-entropy with optional label smoothing (the baseline).
+class CrossEntropy(DeferredReweighting, ImbalanceLoss):
+    """Cross-entropy with optional label smoothing (the baseline), and optional DRW.
 
     Args:
         label_smoothing: epsilon of Szegedy et al. 2016, in [0, 1).
-        reduction: ``mean`` | ``sum`` | ``none``.
+        drw_epoch: deferred re-weighting (Cao et al. 2019): from this epoch on
+            (0-based) the loss is weighted by the class-balanced weights of Cui et
+            al. with ``drw_beta``; ``None`` (default) never re-weights.  Needs class_counts.
+        drw_beta: beta of the DRW weights (paper: 0.9999).
+        reduction: ``mean`` | ``sum`` | ``none``.  With DRW weights in force,
+            ``mean`` divides by the sum of the batch's target weights, as
+            ``F.cross_entropy(weight=...)`` and the LDAM-DRW reference code.
 
     Shape:
         logits ``[N, C]``, target ``[N]`` int64 in ``[0, C)``.
 
     Reference:
-        ``torch.nn.functional.cross_entropy``.
+        ``torch.nn.functional.cross_entropy``; Cao, Wei, Gaidon, Arechiga, Ma.
+        Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss.
+        NeurIPS 2019 (DRW schedule).
     """
 
     tasks = ("multiclass",)
 
-    def __init__(self, *, label_smoothing: float = 0.0, reduction: str = "mean"):
+    def __init__(
+        self,
+        *,
+        label_smoothing: float = 0.0,
+        drw_epoch: int | None = None,
+        drw_beta: float = 0.9999,
+        reduction: str = "mean",
+        class_counts: Sequence[int] | None = None,
+    ):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ImbalError(f"loss 'ce': label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
         self.reduction = check_reduction(reduction)
+        self.init_drw(drw_epoch, drw_beta, class_counts, loss="ce")
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(
-            logits.float(), target, label_smoothing=self.label_smoothing, reduction=self.reduction
-        )
+        with no_autocast(logits.device.type):
+            return F.cross_entropy(
+                fp32(logits),
+                target,
+                weight=self.current_weight(),
+                label_smoothing=self.label_smoothing,
+                reduction=self.reduction,
+            )
 
 
 def class_weights(
@@ -78,7 +107,8 @@ def class_weights(
     elif mode == "effective_number":
         if not 0.0 <= beta < 1.0:
             raise ImbalError(f"loss 'weighted_ce': beta must be in [0, 1), got {beta}")
-        w = (1.0 - beta) / (-torch.expm1(safe * torch.log1p(torch.tensor(-beta, dtype=torch.float64))))
+        # 1 - beta^n = -expm1(n log beta), exact in float64 for beta near 1
+        w = (1.0 - beta) / (-torch.expm1(safe * torch.tensor(beta, dtype=torch.float64).log()))
     else:
         raise ImbalError(
             f"loss 'weighted_ce': weights '{mode}' is not one of {', '.join(WEIGHT_MODES)} or a list"
@@ -133,10 +163,11 @@ class WeightedCrossEntropy(ImbalanceLoss):
         self.reduction = check_reduction(reduction)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(
-            logits.float(),
-            target,
-            weight=self.weight,
-            label_smoothing=self.label_smoothing,
-            reduction=self.reduction,
-        )
+        with no_autocast(logits.device.type):
+            return F.cross_entropy(
+                fp32(logits),
+                target,
+                weight=self.weight,
+                label_smoothing=self.label_smoothing,
+                reduction=self.reduction,
+            )
