@@ -141,3 +141,31 @@ def check_compatible(data_name: str, modality: str, model_name: str, accepts: It
         f"model '{model_name}' accepts {', '.join(accepts) or 'nothing'} inputs, but data '{data_name}' "
         f"gives {modality}; choose model= one of: {', '.join(fitting) or '(none)'}"
     )
+
+
+def check_output_dirs(overrides: Iterable[str]) -> None:
+    """Refuse an output directory that cannot be created, before Hydra tries (its error spans lines)."""
+    import os
+
+    targets = ["outputs"]
+    for arg in overrides:
+        for key in ("hydra.run.dir=", "hydra.sweep.dir="):
+            if arg.startswith(key):
+                targets.append(arg[len(key):])
+    for target in targets:
+        if "${" in target:
+            continue
+        p = Path(target).expanduser().absolute()
+        probe = p
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ImbalError(f"cannot create output dir {p}: {probe} exists and is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise ImbalError(f"cannot create output dir {p}: {probe} is not writable")
+        try:  # os.access says yes to root even on read-only file systems
+            probe_file = probe / f".imbal-write-test-{os.getpid()}"
+            probe_file.touch()
+            probe_file.unlink()
+        except OSError as exc:
+            raise ImbalError(f"cannot create output dir {p}: {probe} is not writable ({exc.strerror})") from exc

@@ -22,6 +22,9 @@ META_KEYS = ("name", "accepts")
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
     from hydra.utils import instantiate
 
+    missing = sorted(OmegaConf.missing_keys(node))  # full keys, e.g. "data.path"
+    if missing:
+        raise ImbalError(f"missing value for {missing[0]}: set it on the command line ({missing[0]}=...)")
     clean = OmegaConf.to_container(node, resolve=True)
     for key in META_KEYS:
         clean.pop(key, None)
