@@ -20,6 +20,7 @@ META_KEYS = ("name", "accepts")
 
 
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     missing = sorted(OmegaConf.missing_keys(node))  # full keys, e.g. "data.path"
@@ -28,7 +29,14 @@ def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
     clean = OmegaConf.to_container(node, resolve=True)
     for key in META_KEYS:
         clean.pop(key, None)
-    return instantiate(clean, **kwargs, _convert_="all")
+    try:
+        return instantiate(clean, **kwargs, _convert_="all")
+    except InstantiationException as exc:
+        # Hydra wraps the constructor's error; a user mistake keeps its own one-line message.
+        cause = exc.__cause__
+        if isinstance(cause, ImbalError):
+            raise cause from None
+        raise
 
 
 def _instantiate_dict(nodes: DictConfig | None) -> list[Any]:
