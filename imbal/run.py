@@ -228,14 +228,70 @@ def train(cfg: DictConfig) -> float:
 
     ``summary.json`` is written in the run directory only when the run completes.
     """
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     t0 = time.time()
     quiet_known_warnings()
     check_launch(cfg)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with RunDirLock(run_dir):
+        return _train(cfg, run_dir, t0)
+
+
+class RunDirLock:
+    """Claims a run dir for one run (``.imbal.lock`` created exclusively, holding the pid).
+
+    A second run pointed at a dir in use is refused in one line; a lock left by a
+    killed run (its pid is gone) is taken over, so ``resume=auto`` works.  Extra DDP
+    ranks (``LOCAL_RANK``/``RANK`` > 0) share their rank 0's claim.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".imbal.lock"
+        self.owned = False
+
+    def __enter__(self) -> "RunDirLock":
+        if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
+            return self
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _pid_alive(pid):
+                    raise ImbalError(
+                        f"run dir {self.path.parent} is in use by another run (pid {pid}); "
+                        "give this run its own hydra.run.dir"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its run was killed
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.owned = True
+            return self
+        raise ImbalError(f"could not claim run dir {self.path.parent} (lock file {self.path.name})")
+
+    def __exit__(self, *exc) -> None:
+        if self.owned:
+            self.path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     datamodule, loss_name, task = build_parts(cfg)

@@ -60,3 +60,21 @@ def test_resume_path_must_exist(tmp_path):
     proc = run_train("trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'r'}", "resume=/nonexistent/last.ckpt")
     assert proc.returncode == 2
     assert "resume=/nonexistent/last.ckpt: no such checkpoint file" in proc.stderr
+
+
+def test_run_dir_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
+    from imbal.errors import ImbalError
+    from imbal.run import RunDirLock
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / ".imbal.lock").write_text(str(sleeper.pid))
+        with pytest.raises(ImbalError, match=rf"is in use by another run \(pid {sleeper.pid}\)"):
+            with RunDirLock(tmp_path):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with RunDirLock(tmp_path) as lock:  # the owner is dead: stale lock taken over
+        assert lock.owned and (tmp_path / ".imbal.lock").read_text() == str(os.getpid())
+    assert not (tmp_path / ".imbal.lock").exists()
