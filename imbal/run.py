@@ -330,10 +330,11 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     if trainer.is_global_zero:
         write_manifest(datamodule, run_dir, resuming=resume_from is not None)
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
+    # weights_only: a checkpoint holds plain data (no pickled objects), so loading one runs no code
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     ckpt = "best" if ckpt_cb.best_model_path else None
-    trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
 
     posthoc = evaluate_posthoc(cfg, task, stats)
     summary = {
