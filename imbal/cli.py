@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("losses", help="list every registered loss with its package, tasks and defaults")
     p.set_defaults(func=cmd_losses)
+    from imbal import report
+
+    p = report.add_arguments(
+        sub.add_parser("report", help="compare runs: mean ± std over seeds per configuration (report.md/.csv/.png)")
+    )
+    p.set_defaults(func=report.cmd_report)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from imbal.errors import ImbalError
+from imbal.loggers import finish_loggers, log_config
 
 #: Keys of the ``trainer`` node that imbal reads itself (not Lightning Trainer arguments).
 IMBAL_TRAINER_KEYS = ("nan_policy", "nan_max_skips")
@@ -307,6 +308,7 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     )
     callbacks = [ckpt_cb, *_instantiate_dict(cfg.get("callbacks"))]
     loggers = _instantiate_dict(cfg.get("logger"))
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     from hydra.utils import instantiate
 
@@ -362,7 +364,9 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     }
     if trainer.is_global_zero:
         write_json_atomic(run_dir / "summary.json", summary)
+        write_plots(run_dir, summary, task, stats, loggers, trainer.global_step)
         print_final_table(summary, run_dir)
+    finish_loggers(loggers)  # every job of a multirun: closes wandb, prints the sync line once
     metric = cfg.get("optimized_metric", "val/balanced_accuracy")
     split, _, key = metric.partition("/")
     value = summary.get(split, {}).get(key)
@@ -398,6 +402,22 @@ def evaluate_posthoc(cfg: DictConfig, task, stats) -> dict[str, dict]:
     return out
 
 
+def write_plots(run_dir: Path, summary: dict, task, stats, loggers, step: int) -> list[Path]:
+    """The run's figures (imbal/plots.py) in <run_dir>/plots, also sent to TensorBoard/wandb.
+
+    A figure that fails to draw costs a warning, never the run: summary.json is already written.
+    """
+    import warnings
+
+    from imbal.plots import write_run_plots
+
+    try:
+        return write_run_plots(run_dir, summary, task.outputs, stats, loggers, step=step)
+    except Exception as exc:  # noqa: BLE001 - plotting must not fail a finished run
+        warnings.warn(f"run plots failed: {type(exc).__name__}: {exc}", stacklevel=2)
+        return []
+
+
 def print_final_table(summary: dict, run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -416,5 +436,7 @@ def print_final_table(summary: dict, run_dir: Path) -> None:
     console = Console()
     console.print(table)
     console.print(f"run dir: {run_dir}")
+    if (run_dir / "plots").is_dir():
+        console.print(f"plots: {run_dir / 'plots'}")
     console.print(f"best checkpoint: {summary['best_checkpoint'] or '(none: no checkpoint was saved)'}")
     console.print(f"wall time: {summary['wall_time_s']:.1f} s")

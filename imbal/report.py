@@ -1,0 +1,467 @@
+"""``imbal report PATH...``: compare configurations across seeds from the runs' ``summary.json`` files.
+
+Reads every ``summary.json`` under the given run or sweep directories (or the
+files themselves) and writes, in the output directory:
+
+* ``report.csv``: one row per configuration (data, model, loss and its
+  hyper-parameters, plus any other config key that differs between runs of
+  the same data/model/loss), with ``<metric>_mean`` and ``<metric>_std`` over
+  seeds and a ``best`` column naming the metrics where the row is best;
+* ``report.md``: the same table as ``mean ± std``, best per column in bold,
+  followed by the runs that were not included and why;
+* ``report.png``: bars with error bars per configuration, grouped by data set;
+
+and prints the table.  ``std`` is the *sample* standard deviation (``ddof=1``,
+as pandas computes it); with one seed it is empty.  "Best" is per data set:
+the highest mean (the lowest for wall time), compared at the precision shown,
+so visible ties are all marked.
+
+A run directory (one holding ``.hydra/``) without ``summary.json`` failed or
+has not finished; a ``summary.json`` that is not valid JSON or lacks test
+metrics is corrupt.  Both are listed by path, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from imbal.errors import ImbalError
+
+SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # column stem in report.csv
+    label: str  # header in report.md and the console
+    path: tuple[str, ...]  # where in summary.json
+    higher_is_better: bool = True
+    digits: int = 3
+
+
+BASE_METRICS = (
+    Metric("balanced_accuracy", "bal. acc", ("test", "balanced_accuracy")),
+    Metric("macro_f1", "macro-F1", ("test", "macro_f1")),
+    Metric("many_shot_accuracy", "many", ("test", "many_shot_accuracy")),
+    Metric("medium_shot_accuracy", "medium", ("test", "medium_shot_accuracy")),
+    Metric("few_shot_accuracy", "few", ("test", "few_shot_accuracy")),
+)
+WALL_TIME = Metric("wall_time_s", "wall time (s)", ("wall_time_s",), higher_is_better=False, digits=1)
+
+#: Config keys that never distinguish configurations.
+IGNORED_TOP = ("seed", "run_dir", "logger", "callbacks", "hydra", "loss", "optimized_metric")
+
+
+@dataclass
+class Problem:
+    path: Path
+    reason: str
+
+
+@dataclass
+class Report:
+    table: Any  # pandas.DataFrame, one row per configuration
+    metrics: list[Metric]
+    best: dict[str, set[int]]  # metric key -> row positions marked best
+    problems: list[Problem] = field(default_factory=list)
+    runs: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+# -- finding runs -------------------------------------------------------------
+def _visible(path: Path, root: Path) -> bool:
+    """Not inside a hidden directory (``.hydra``, ``.git``) below ``root``."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts[:-1])
+
+
+def find_runs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Problem]]:
+    """``summary.json`` files under ``paths``, and the run dirs that have none."""
+    summaries: dict[Path, None] = {}
+    problems: list[Problem] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise ImbalError(f"{p}: no such file or directory; expected a run or sweep directory or a {SUMMARY}")
+        if p.is_file():
+            if p.name != SUMMARY:
+                raise ImbalError(f"{p}: not a {SUMMARY}; expected a run or sweep directory or a {SUMMARY}")
+            summaries[p.resolve()] = None
+            continue
+        for s in sorted(p.rglob(SUMMARY)):
+            if _visible(s, p):
+                summaries[s.resolve()] = None
+        for hydra_dir in sorted(p.rglob(".hydra")):
+            run = hydra_dir.parent
+            if hydra_dir.is_dir() and not (run / SUMMARY).exists() and _visible(hydra_dir, p):
+                problems.append(Problem(run.resolve(), "no summary.json: the run failed or has not finished"))
+    if not summaries and not problems:
+        raise ImbalError(f"no {SUMMARY} under {', '.join(map(str, paths))}; expected run dirs written by train.py")
+    return list(summaries), problems
+
+
+def _dig(d: Any, path: Iterable[str]) -> Any:
+    for k in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def load_summary(path: Path) -> dict | str:
+    """The summary, or a one-line reason why it cannot be used."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        return f"corrupt summary.json: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"unreadable summary.json: {exc}"
+    if not isinstance(data, dict):
+        return "corrupt summary.json: expected a JSON object"
+    value = _dig(data, ("test", "balanced_accuracy"))
+    if not isinstance(value, (int, float)):
+        return "corrupt summary.json: no number at test.balanced_accuracy"
+    return data
+
+
+# -- configurations -------------------------------------------------------------
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(d, sort_keys=True) if isinstance(d, (list, dict)) else d}
+
+
+def _fmt_value(v: Any) -> str:
+    return "None" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _records(summaries: list[tuple[Path, dict]]):
+    """One flat record per run: identity columns, metric values, path."""
+    import pandas as pd
+
+    rows = []
+    for path, s in summaries:
+        cfg = s.get("config") if isinstance(s.get("config"), dict) else {}
+        hp = s.get("loss_hparams")
+        if not isinstance(hp, dict):
+            hp = {k: v for k, v in (cfg.get("loss") or {}).items() if k != "name"}
+        run_dir = str(cfg.get("run_dir") or path.parent)
+        seed = s.get("seed", cfg.get("seed"))
+        other = {
+            k: v
+            for k, v in _flatten({k: v for k, v in cfg.items() if k not in IGNORED_TOP}).items()
+            if not (isinstance(v, str) and run_dir in v)
+        }
+        rows.append(
+            {
+                "data": str(s.get("data") or _dig(cfg, ("data", "name")) or "?"),
+                "model": str(s.get("model") or _dig(cfg, ("model", "name")) or "?"),
+                "loss": str(s.get("loss") or _dig(cfg, ("loss", "name")) or "?"),
+                "hp": hp,
+                "seed": seed,
+                "other": other,
+                "summary": s,
+                "path": path,
+            }
+        )
+    df = pd.DataFrame(rows)
+    base = ["data", "model", "loss"]
+    # Loss hyper-parameters and other keys that differ between runs of one data/model/loss.
+    hp_shown: dict[str, list[str]] = {}
+    extra: list[str] = []
+    for _, grp in df.groupby(base, sort=False):
+        for key in sorted({k for hp in grp["hp"] for k in hp}):
+            if len({json.dumps(hp.get(key), sort_keys=True) for hp in grp["hp"]}) > 1:
+                hp_shown.setdefault(grp["loss"].iloc[0], []).append(key)
+        for key in sorted({k for o in grp["other"] for k in o}):
+            values = [o.get(key) for o in grp["other"]]
+            if key not in extra and len({json.dumps(v) for v in values}) > 1:
+                # A key that just repeats the seed (data.seed: ${seed}) is not a configuration.
+                if all(v == sd for v, sd in zip(values, grp["seed"])):
+                    continue
+                extra.append(key)
+    df["loss_hparams"] = [json.dumps(hp, sort_keys=True) for hp in df["hp"]]
+    df["config"] = [
+        loss + (" (" + ", ".join(f"{k}={_fmt_value(hp.get(k))}" for k in hp_shown.get(loss, [])) + ")"
+                if hp_shown.get(loss) else "")
+        for loss, hp in zip(df["loss"], df["hp"])
+    ]
+    for key in extra:
+        df[key] = [_fmt_value(o.get(key)) for o in df["other"]]
+    return df, extra
+
+
+def _metrics_present(summaries: list[dict]) -> list[Metric]:
+    metrics = [m for m in BASE_METRICS if any(isinstance(_dig(s, m.path), (int, float)) for s in summaries)]
+    posthoc: list[str] = []
+    for s in summaries:
+        for name in s.get("posthoc") or {}:
+            if name not in posthoc:
+                posthoc.append(name)
+    for name in posthoc:
+        metrics.append(Metric(f"posthoc_{name}_balanced_accuracy", f"post-hoc {name} bal. acc",
+                              ("posthoc", name, "balanced_accuracy")))
+    metrics.append(WALL_TIME)
+    return metrics
+
+
+def aggregate(summaries: list[tuple[Path, dict]]) -> tuple[Any, list[Metric], list[str]]:
+    """The per-configuration table: identity columns, n_seeds, seeds, <metric>_mean/_std."""
+    import pandas as pd
+
+    df, extra = _records(summaries)
+    metrics = _metrics_present([s for _, s in summaries])
+    for m in metrics:
+        df[m.key] = [float(v) if isinstance(v := _dig(s, m.path), (int, float)) else math.nan for s in df["summary"]]
+    ident = ["data", "model", "config", "loss", "loss_hparams", *extra]
+    grouped = df.groupby(ident, sort=True, dropna=False)
+    table = grouped.agg(
+        n_seeds=("seed", "size"),
+        seeds=("seed", lambda s: " ".join(sorted((str(x) for x in s), key=lambda v: (len(v), v)))),
+        **{f"{m.key}_mean": (m.key, "mean") for m in metrics},
+        **{f"{m.key}_std": (m.key, "std") for m in metrics},  # pandas: ddof=1
+    ).reset_index()
+    order = ["data", "model", "config", "loss", "loss_hparams", *extra, "n_seeds", "seeds"]
+    for m in metrics:
+        order += [f"{m.key}_mean", f"{m.key}_std"]
+    return pd.DataFrame(table[order]), metrics, extra
+
+
+def best_rows(table, metrics: list[Metric]) -> dict[str, set[int]]:
+    """Row positions holding the best mean per metric within each data set (ties at shown precision).
+
+    A data set with a single configuration gets no mark: there is nothing to compare.
+    """
+    best: dict[str, set[int]] = {}
+    for m in metrics:
+        col = table[f"{m.key}_mean"].round(m.digits)
+        marked: set[int] = set()
+        for _, idx in table.groupby("data").groups.items():
+            vals = col.loc[idx].dropna()
+            if len(vals) < 2:  # a lone configuration is not "best" of anything
+                continue
+            target = vals.max() if m.higher_is_better else vals.min()
+            marked |= {table.index.get_loc(i) for i in vals.index[vals == target]}
+        best[m.key] = marked
+    return best
+
+
+def build_report(paths: Sequence[str | Path]) -> Report:
+    files, problems = find_runs(paths)
+    loaded: list[tuple[Path, dict]] = []
+    for f in files:
+        s = load_summary(f)
+        if isinstance(s, str):
+            problems.append(Problem(f, s))
+        else:
+            loaded.append((f, s))
+    if not loaded:
+        listing = "; ".join(f"{p.path}: {p.reason}" for p in problems)
+        raise ImbalError(f"no complete run under {', '.join(map(str, paths))} ({listing})")
+    table, metrics, _ = aggregate(loaded)
+    return Report(table, metrics, best_rows(table, metrics), problems, runs=len(loaded))
+
+
+# -- output -----------------------------------------------------------------------
+def _cell(mean: float, std: float, digits: int) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def display_rows(rep: Report) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+    """Header, cells and best flags of the human-readable table."""
+    t = rep.table
+    extra = [c for c in t.columns if c not in ("data", "model", "config", "loss", "loss_hparams", "n_seeds", "seeds")
+             and not c.endswith(("_mean", "_std"))]
+    header = ["data", "model", "loss", *extra, "seeds", *[m.label for m in rep.metrics]]
+    cells, flags = [], []
+    for pos, (_, row) in enumerate(t.iterrows()):
+        ident = [row["data"], row["model"], row["config"], *[str(row[c]) for c in extra], str(row["n_seeds"])]
+        vals = [_cell(row[f"{m.key}_mean"], row[f"{m.key}_std"], m.digits) for m in rep.metrics]
+        cells.append(ident + vals)
+        flags.append([False] * len(ident) + [pos in rep.best[m.key] for m in rep.metrics])
+    return header, cells, flags
+
+
+def write_markdown(rep: Report, path: Path, sources: Sequence[str | Path], png_name: str | None = "report.png") -> None:
+    header, cells, flags = display_rows(rep)
+    lines = ["# imbal report", ""]
+    lines.append(f"{rep.runs} runs from {', '.join(f'`{s}`' for s in sources)}. Test-split metrics, "
+                 "mean ± sample std (ddof=1) over seeds; **bold**: best in its data set "
+                 "(highest, lowest for wall time). Loss hyper-parameters not shown are the same for every "
+                 "run of that loss (report.csv has them all).")
+    lines.append("")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" if i < len(header) - len(rep.metrics) else "---:" for i in range(len(header))) + "|")
+    for row, fl in zip(cells, flags):
+        lines.append("| " + " | ".join(f"**{c}**" if f else c for c, f in zip(row, fl)) + " |")
+    if png_name:
+        lines += ["", f"![bar chart of the table]({png_name})"]
+    lines += ["", "## Runs not included", ""]
+    if rep.problems:
+        lines += [f"- `{p.path}`: {p.reason}" for p in rep.problems]
+    else:
+        lines.append("None: every run found has a complete summary.json.")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_csv(rep: Report, path: Path) -> None:
+    t = rep.table.copy()
+    t["best"] = [";".join(m.key for m in rep.metrics if pos in rep.best[m.key]) for pos in range(len(t))]
+    t.to_csv(path, index=False, float_format="%.6g")
+
+
+PANEL_TITLES = {
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+    "few_shot_accuracy": "few-shot accuracy (classes with < 20 training samples)",
+}
+
+
+def plot_report(rep: Report, path: Path) -> None:
+    """Bars (mean) with error bars (sample std) per configuration, grouped by data set."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    t = rep.table
+    panels = [m for m in rep.metrics if m.key in PANEL_TITLES or m.key.startswith("posthoc_")]
+    extra = [c for c in t.columns if c not in ("data", "model", "config", "loss", "loss_hparams", "n_seeds", "seeds")
+             and not c.endswith(("_mean", "_std"))]
+    several_models = t["model"].nunique() > 1
+    keys = [
+        " / ".join([r["config"], *([r["model"]] if several_models else []), *[f"{c}={r[c]}" for c in extra]])
+        for _, r in t.iterrows()
+    ]
+    labels = list(dict.fromkeys(keys))
+    colours = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    datasets = list(dict.fromkeys(t["data"]))
+    # x positions: the bars of a data set side by side, a gap between data sets
+    xs, centres, x = [], [], 0.0
+    for data in datasets:
+        rows = [i for i in range(len(t)) if t["data"].iloc[i] == data]
+        first = x
+        for i in rows:
+            xs.append((i, x))
+            x += 1.0
+        centres.append((first + x - 1.0) / 2)
+        x += 0.8
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = -(-len(panels) // ncols)
+    panel_w = max(5.5, 1.4 + 0.75 * len(t))
+    value_fs = 9 if len(t) <= 8 else 7
+    with matplotlib.rc_context({"font.size": 11, "axes.titlesize": 12}):
+        fig = Figure(figsize=(panel_w * ncols, 4.3 * nrows + 0.9), dpi=100, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        for ax, m in zip(axes, panels):
+            for i, xi in xs:
+                row = t.iloc[i]
+                mean, std = row[f"{m.key}_mean"], row[f"{m.key}_std"]
+                if math.isnan(mean):
+                    continue
+                li = labels.index(keys[i])
+                ax.bar(xi, mean, 0.85, color=colours(li), yerr=None if math.isnan(std) else std, capsize=4,
+                       error_kw={"lw": 1.2}, label=labels[li])
+                top = mean + (0 if math.isnan(std) else std)
+                ax.text(xi, top + 0.015, f"{mean:.3f}", ha="center", va="bottom", fontsize=value_fs)
+            ax.set_xticks(centres, datasets)
+            ax.set_ylim(0, 1.1)
+            ax.set_ylabel("mean ± std over seeds")
+            title = PANEL_TITLES.get(m.key) or f"post-hoc {m.key[len('posthoc_'):-len('_balanced_accuracy')]}: balanced accuracy"
+            ax.set_title(f"test {title}")
+            ax.grid(True, axis="y", alpha=0.3)
+        handles, names = [], []
+        for ax in axes[: len(panels)]:
+            for h, n in zip(*ax.get_legend_handles_labels()):
+                if n not in names:
+                    handles.append(h)
+                    names.append(n)
+        fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 4), title="loss")
+        n = int(t["n_seeds"].max())
+        fig.suptitle(f"imbal report: {rep.runs} runs, {len(t)} configurations, up to {n} seeds each", fontsize=13)
+        fig.savefig(path, dpi=100)
+
+
+def _console():
+    """Rich's console; a wide one when the output is not a terminal (a log file, a pipe)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=240)
+
+
+def print_table(rep: Report, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or _console()
+    header, cells, flags = display_rows(rep)
+    table = Table(title=f"imbal report ({rep.runs} runs; mean ± std over seeds; bold: best per data set)")
+    n_ident = len(header) - len(rep.metrics)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i < n_ident else "right", no_wrap=i >= n_ident)
+    for row, fl in zip(cells, flags):
+        table.add_row(*[f"[bold green]{c}[/bold green]" if f else c for c, f in zip(row, fl)])
+    console.print(table)
+    for p in rep.problems:
+        console.print(f"[yellow]not included:[/yellow] {p.path}: {p.reason}", highlight=False, soft_wrap=True)
+
+
+def write_report(paths: Sequence[str | Path], out_dir: str | Path, name: str = "report", console=None) -> Report:
+    """Build the report of ``paths`` and write ``<name>.md``, ``.csv``, ``.png`` in ``out_dir``."""
+    rep = build_report(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, csv, png = out / f"{name}.md", out / f"{name}.csv", out / f"{name}.png"
+    write_csv(rep, csv)
+    plot_report(rep, png)
+    write_markdown(rep, md, paths, png_name=png.name)
+    rep.files = [md, csv, png]
+    print_table(rep, console)
+    return rep
+
+
+# -- command line -------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run or sweep directories (or summary.json files)")
+    parser.add_argument("-o", "--out", default=None,
+                        help="where to write report.md/.csv/.png (default: PATH when there is one directory, else .)")
+    parser.add_argument("--name", default="report", help="file name stem of the outputs (default: report)")
+    return parser
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    console = _console()
+    out = args.out
+    if out is None:
+        out = args.paths[0] if len(args.paths) == 1 and Path(args.paths[0]).is_dir() else "."
+    rep = write_report(args.paths, out, name=args.name, console=console)
+    console.print(f"wrote {', '.join(str(f) for f in rep.files)}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m imbal.report PATH...`` (the same as ``imbal report PATH...``)."""
+    from imbal.errors import exit_with
+
+    parser = add_arguments(argparse.ArgumentParser(prog="imbal report", description=__doc__.split("\n\n")[0]))
+    args = parser.parse_args(argv)
+    try:
+        return cmd_report(args)
+    except ImbalError as err:
+        exit_with(err)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
