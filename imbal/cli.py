@@ -46,6 +46,14 @@ def cmd_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from imbal.predict import predict_run
+
+    counts = predict_run(args.run_dir, args.image_dir, args.out_csv, threshold=args.threshold, min_size=args.min_size)
+    print(f"wrote {args.out_csv}: {counts}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imbal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser("report", help="compare runs: mean ± std over seeds per configuration (report.md/.csv/.png)")
     )
     p.set_defaults(func=report.cmd_report)
+    p = sub.add_parser("predict", help="segmentation: write a submission CSV (ImageId,EncodedPixels) for an image folder")
+    p.add_argument("run_dir", help="directory of a finished segmentation run (has summary.json)")
+    p.add_argument("image_dir", help="folder of images to predict")
+    p.add_argument("out_csv", help="where to write the CSV")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--min-size", type=int, default=0, help="drop predicted ships smaller than this many pixels")
+    p.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -426,7 +426,10 @@ def print_final_table(summary: dict, run_dir: Path) -> None:
     table.add_column("metric")
     table.add_column("val", justify="right")
     table.add_column("test", justify="right")
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss"):
+    first = ["accuracy", "balanced_accuracy", "macro_f1", "log_loss"]
+    keys = [k for k in first if k in summary["test"] or k in summary["val"]]
+    keys += [k for k in summary["test"] if k not in keys and isinstance(summary["test"][k], (int, float))]
+    for key in keys:
         v, t = summary["val"].get(key), summary["test"].get(key)
         table.add_row(key, "-" if v is None else f"{v:.4f}", "-" if t is None else f"{t:.4f}")
     for name, res in summary.get("posthoc", {}).items():
