@@ -2,7 +2,11 @@
 
 Names are fixed (``summary.json`` readers rely on them): ``accuracy``,
 ``balanced_accuracy`` (mean per-class recall), ``macro_f1``, ``log_loss`` and
-the vector ``per_class_recall``.
+the vector ``per_class_recall``.  Added for long-tail data: ``ece`` (expected
+calibration error, 15 equal-width bins, multiclass and binary) and, when the
+data has training class counts, ``many_shot_accuracy`` / ``medium_shot_accuracy``
+/ ``few_shot_accuracy`` (mean per-class recall over classes with >100, 20-100,
+<20 training samples; a group with no class is left out).
 """
 
 from __future__ import annotations
@@ -23,6 +27,20 @@ from torchmetrics.classification import (
 from imbal.data.stats import DataStats
 
 SCALAR_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+
+#: Shot groups of Liu et al. (2019, OLTR) / Kang et al. (2020): name -> (min, max) training samples, inclusive.
+SHOT_GROUPS = {"many_shot_accuracy": (101, None), "medium_shot_accuracy": (20, 100), "few_shot_accuracy": (0, 19)}
+ECE_BINS = 15
+
+
+def shot_groups(class_counts) -> dict[str, list[int]]:
+    """Class ids of each non-empty shot group (many: >100, medium: 20-100, few: <20 training samples)."""
+    out = {}
+    for name, (lo, hi) in SHOT_GROUPS.items():
+        ids = [i for i, n in enumerate(class_counts) if n >= lo and (hi is None or n <= hi)]
+        if ids:
+            out[name] = ids
+    return out
 
 
 def hard_predictions(logits: Tensor, task: str, threshold: float = 0.5) -> Tensor:
@@ -69,23 +87,50 @@ class ClassificationMetrics(nn.Module):
                 }
             )
         self.log_loss = MeanMetric()
+        # Long-tail additions: calibration and shot-group accuracy (computed
+        # from the per-class recalls, so they sync across ranks with them).
+        self.calibration = None
+        if stats.task == "multiclass":
+            from torchmetrics.classification import MulticlassCalibrationError
+
+            self.calibration = MulticlassCalibrationError(num_classes=stats.num_classes, n_bins=ECE_BINS, norm="l1")
+        elif stats.task == "binary":
+            from torchmetrics.classification import BinaryCalibrationError
+
+            self.calibration = BinaryCalibrationError(n_bins=ECE_BINS, norm="l1")
+        counts = stats.class_counts
+        self.shot_groups = shot_groups(counts) if (counts is not None and stats.task == "multiclass") else {}
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         preds = hard_predictions(logits, self.task)
         tgt = target.long()
         self.collection.update(preds, tgt)
         self.log_loss.update(per_sample_log_loss(logits, target, self.task))
+        if self.calibration is not None:
+            # probabilities, not logits: torchmetrics would only guess from the value range
+            if self.task == "multiclass":
+                probs = torch.softmax(logits.float(), dim=-1)
+            else:
+                probs = torch.sigmoid(logits.float().reshape(-1))
+            self.calibration.update(probs, tgt.reshape(-1) if self.task == "binary" else tgt)
 
     def compute(self) -> dict:
         out = {k: v for k, v in self.collection.compute().items()}
         out["log_loss"] = self.log_loss.compute()
         result = {k: float(v) for k, v in out.items() if k != "per_class_recall"}
         result["per_class_recall"] = [float(x) for x in out["per_class_recall"]]
+        if self.calibration is not None:
+            result["ece"] = float(self.calibration.compute())
+        recall = result["per_class_recall"]
+        for name, ids in self.shot_groups.items():
+            result[name] = sum(recall[i] for i in ids) / len(ids)
         return result
 
     def reset(self) -> None:
         self.collection.reset()
         self.log_loss.reset()
+        if self.calibration is not None:
+            self.calibration.reset()
 
 
 def build_metrics(stats: DataStats) -> nn.Module:
@@ -95,3 +140,6 @@ def build_metrics(stats: DataStats) -> nn.Module:
 
         return SegmentationMetrics(stats)
     return ClassificationMetrics(stats)
+
+
+from imbal.metrics_seg import airbus_f2  # noqa: E402,F401  (public: imbal.metrics.airbus_f2)

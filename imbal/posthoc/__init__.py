@@ -69,3 +69,6 @@ def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext) -> dict[st
 
 # Built-in corrections register themselves on import.
 from imbal.posthoc import logit_adjust  # noqa: E402,F401
+from imbal.posthoc import tau_norm  # noqa: E402,F401
+from imbal.posthoc import prior_shift  # noqa: E402,F401
+from imbal.posthoc import threshold  # noqa: E402,F401

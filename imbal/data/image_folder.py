@@ -1,0 +1,244 @@
+"""``data=image_folder_lt``: a user's own ``root/<class>/*.png|jpg`` tree (torchvision ImageFolder).
+
+Classes are the sub-folders in sorted order (ImageFolder's rule; class 0 is
+the first name).  Validation and test come from ``val_root`` / ``test_root``
+(trees with the same class folders) when given, else ``val_per_class`` and
+``test_per_class`` images of every class are held out of ``root`` (balanced).
+With ``ratio`` set, the remaining training images are subsampled to the
+long-tail profile (classes in label order, fixed ``subset_seed``); with
+``ratio: null`` the tree's own class counts are kept.  Images are decoded
+lazily (a tree may not fit in memory), resized to ``image_size`` squares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from imbal.data.base import balanced_holdout
+from imbal.data.loaders import eval_loader, train_loader
+from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
+from imbal.data.stats import DataStats
+from imbal.errors import ImbalError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class _Samples(Dataset):
+    """Rows ``indices`` of an ImageFolder, with their own transform (one scan of the tree for all splits)."""
+
+    def __init__(self, folder, indices: np.ndarray, transform: Callable):
+        self.folder, self.indices, self.transform = folder, np.asarray(indices, np.int64), transform
+        self.targets = torch.as_tensor([folder.targets[i] for i in self.indices], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        path, target = self.folder.samples[int(self.indices[i])]
+        return self.transform(self.folder.loader(path)), target
+
+
+def folder_transforms(size: int, mean, std, *, augment: bool = True):
+    """(train, eval) transforms: resize to ``size`` x ``size``; training adds pad-crop and flip."""
+    from torchvision.transforms import v2
+
+    resize = [v2.ToImage(), v2.Resize((size, size), antialias=True)]
+    finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    aug = [v2.RandomCrop(size, padding=max(1, size // 8)), v2.RandomHorizontalFlip()] if augment else []
+    return v2.Compose(resize + aug + finish), v2.Compose(resize + finish)
+
+
+def scan_folder(root: str, key: str = "data.root"):
+    """torchvision ImageFolder over ``root``, refusing a missing root, no class folder or an empty class folder."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    if not os.path.isdir(root):
+        raise ImbalError(f"{key}={root} is not a directory; expected a tree {root}/<class>/*.png|jpg")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise ImbalError(f"{key}={root} has no class sub-folders; expected a tree {root}/<class>/*.png|jpg")
+    for c in classes:
+        folder = os.path.join(root, c)
+        has_image = any(
+            f.lower().endswith(IMG_EXTENSIONS) for _, _, files in os.walk(folder, followlinks=True) for f in files
+        )
+        if not has_image:
+            raise ImbalError(
+                f"class folder {folder} has no image (expected files ending in {', '.join(IMG_EXTENSIONS)}); "
+                f"add images or remove the folder"
+            )
+    return ImageFolder(root)
+
+
+class ImageFolderLTDataModule(L.LightningDataModule):
+    """Long-tailed (or naturally imbalanced) image classification from class folders.
+
+    Args:
+        root: training tree ``root/<class>/*``.
+        val_root, test_root: optional trees with the same class folders.
+        val_per_class, test_per_class: images held out of ``root`` per class when
+            ``val_root`` / ``test_root`` is not given.
+        ratio: long-tail ratio n_max / n_min for subsampling the training
+            images (>= 1), or null to keep them all.
+        profile: ``exp`` or ``step``.  n_max: head-class size (default: the
+            smallest class's available images).
+        subset_seed: seed of the hold-out and the long-tail subset.
+        image_size: side of the square the images are resized to.
+        augment: pad-crop + flip on training images.
+        mean, std: normalisation (ImageNet's by default).
+    """
+
+    name = "image_folder_lt"
+    modality = "image"
+    task = "multiclass"
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        val_root: str | None = None,
+        test_root: str | None = None,
+        val_per_class: int = 10,
+        test_per_class: int = 10,
+        ratio: float | None = None,
+        profile: str = "exp",
+        n_max: int | None = None,
+        subset_seed: int = 0,
+        image_size: int = 224,
+        augment: bool = True,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        batch_size: int = 64,
+        num_workers: int = 4,
+        seed: int = 0,
+        sampler: Any = None,
+    ):
+        super().__init__()
+        self.root = os.path.expanduser(str(root))
+        self.val_root = os.path.expanduser(str(val_root)) if val_root else None
+        self.test_root = os.path.expanduser(str(test_root)) if test_root else None
+        self.val_per_class, self.test_per_class = int(val_per_class), int(test_per_class)
+        self.ratio, self.profile, self.n_max = ratio, profile, n_max
+        self.subset_seed = int(subset_seed)
+        self.image_size = int(image_size)
+        self.augment = bool(augment)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
+        self.sampler_cfg = sampler
+        self.splits: dict[str, _Samples] = {}
+        self.manifest: dict[str, Any] = {}
+        self._stats: DataStats | None = None
+
+    def _other_tree(self, path: str, key: str, classes: list[str]):
+        folder = scan_folder(path, key)
+        if folder.classes != classes:
+            raise ImbalError(
+                f"{key}={path} has class folders {folder.classes[:5]}..., but data.root has {classes[:5]}...; "
+                f"both trees must have the same class folders"
+            )
+        return folder
+
+    def check_options(self) -> None:
+        """Refuse bad options before scanning (in ``setup``: an error raised in ``__init__`` would
+        reach the user wrapped by Hydra's instantiate over several lines)."""
+        if self.ratio is not None:
+            longtail_counts(1, 2, self.ratio, self.profile)  # ratio >= 1, known profile
+        if self.image_size < 8:
+            raise ImbalError(f"data.image_size must be >= 8 pixels, got {self.image_size}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.check_options()
+        base = scan_folder(self.root)
+        classes = list(base.classes)
+        c = len(classes)
+        y = np.asarray(base.targets, np.int64)
+        rng = np.random.default_rng(self.subset_seed)
+        pool = np.arange(len(y))
+        held: dict[str, tuple[Any, np.ndarray, str]] = {}
+        for split, other, per in (("test", self.test_root, self.test_per_class), ("val", self.val_root, self.val_per_class)):
+            if other:
+                f = self._other_tree(other, f"data.{split}_root", classes)
+                held[split] = (f, np.arange(len(f)), other)
+                continue
+            for k in range(c):
+                n = int((y[pool] == k).sum())
+                if n <= per:
+                    raise ImbalError(
+                        f"class folder {os.path.join(self.root, classes[k])} has {n} images left, not more than "
+                        f"data.{split}_per_class={per}; lower it or give data.{split}_root"
+                    )
+            rel_held, rel_rest = balanced_holdout(y[pool], per, rng)
+            held[split] = (base, pool[rel_held], f"{per} per class held out of data.root")
+            pool = pool[rel_rest]
+        available = np.bincount(y[pool], minlength=c)
+        counts = available.tolist()
+        n_max = None
+        if self.ratio is not None:
+            n_max = int(self.n_max) if self.n_max is not None else int(available.min())
+            counts = longtail_counts(n_max, c, self.ratio, self.profile)
+            pool = pool[longtail_indices(y[pool], counts, seed=self.subset_seed)]
+        train_tf, eval_tf = folder_transforms(self.image_size, self.mean, self.std, augment=self.augment)
+        self.splits = {
+            "train": _Samples(base, pool, train_tf),
+            "val": _Samples(held["val"][0], held["val"][1], eval_tf),
+            "test": _Samples(held["test"][0], held["test"][1], eval_tf),
+        }
+        self.class_names = classes
+        self._stats = DataStats(
+            task=self.task,
+            num_classes=c,
+            class_counts=[int(n) for n in counts],
+            class_names=classes,
+            modality=self.modality,
+            input_shape=(3, self.image_size, self.image_size),
+            extra={"val_from": "val_root" if self.val_root else "train"},
+        )
+        self.manifest = {
+            "root": os.path.abspath(self.root),
+            "classes": classes,
+            "ratio": self.ratio,
+            "profile": self.profile if self.ratio is not None else None,
+            "n_max": n_max,
+            "class_counts": [int(n) for n in counts],
+            "subset_seed": self.subset_seed,
+            "train_indices_hash": indices_hash(pool),
+            "val": held["val"][2],
+            "val_indices_hash": indices_hash(held["val"][1]),
+            "test": held["test"][2],
+            "test_indices_hash": indices_hash(held["test"][1]),
+            "image_size": self.image_size,
+        }
+
+    @property
+    def stats(self) -> DataStats:
+        if self._stats is None:
+            raise RuntimeError("call setup() before reading the data module's stats")
+        return self._stats
+
+    def save_manifest(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / "data_manifest.json"
+        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **self.manifest}, indent=2))
+        return path
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.splits["train"]
+        return train_loader(ds, labels=ds.targets, batch_size=self.batch_size, seed=self.seed,
+                            sampler_cfg=self.sampler_cfg, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return eval_loader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return eval_loader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)

@@ -1,0 +1,75 @@
+"""Long-tail metrics: many/medium/few-shot accuracy and expected calibration error, checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imbal.data.stats import DataStats
+from imbal.metrics import ClassificationMetrics, shot_groups
+
+
+def stats(counts):
+    return DataStats(task="multiclass", num_classes=len(counts), class_counts=counts,
+                     class_names=[str(i) for i in range(len(counts))], modality="image")
+
+
+def test_shot_group_boundaries():
+    # >100 many, 20..100 medium, <20 few (Liu et al. 2019)
+    g = shot_groups([500, 101, 100, 20, 19, 1])
+    assert g == {"many_shot_accuracy": [0, 1], "medium_shot_accuracy": [2, 3], "few_shot_accuracy": [4, 5]}
+    assert "few_shot_accuracy" not in shot_groups([500, 200])
+
+
+def test_shot_accuracies_are_group_mean_recalls():
+    counts = [1000, 300, 50, 30, 10, 5]
+    m = ClassificationMetrics(stats(counts))
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 20)
+    pred = np.where(rng.random(len(y)) < np.array([0.9, 0.8, 0.6, 0.5, 0.3, 0.1])[y], y, (y + 1) % 6)
+    logits = torch.nn.functional.one_hot(torch.as_tensor(pred), 6).float() * 5
+    m.update(logits, torch.as_tensor(y))
+    r = m.compute()
+    recall = np.array([(pred[y == c] == c).mean() for c in range(6)])
+    assert r["many_shot_accuracy"] == pytest.approx(recall[:2].mean())
+    assert r["medium_shot_accuracy"] == pytest.approx(recall[2:4].mean())
+    assert r["few_shot_accuracy"] == pytest.approx(recall[4:].mean())
+    assert r["balanced_accuracy"] == pytest.approx(recall.mean(), abs=1e-6)
+    # the existing names are still there
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "log_loss", "per_class_recall"} <= set(r)
+
+
+def ece_by_hand(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Guo et al. 2017, Eq. 3: sum_b |B_b|/n * |acc(B_b) - conf(B_b)|, equal-width bins (lo, hi]."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inb = (conf > lo) & (conf <= hi)
+        if inb.any():
+            total += inb.mean() * abs((pred[inb] == y[inb]).mean() - conf[inb].mean())
+    return total
+
+
+def test_ece_matches_definition():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, size=(400, 5))
+    y = rng.integers(0, 5, 400)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = ClassificationMetrics(stats([100, 80, 60, 40, 20]))
+    for part in np.array_split(np.arange(400), 3):  # accumulates over batches
+        m.update(torch.as_tensor(logits[part]), torch.as_tensor(y[part]))
+    assert m.compute()["ece"] == pytest.approx(ece_by_hand(probs, y), abs=1e-5)
+    m.reset()
+    # a confident, always-right model is perfectly calibrated
+    m.update(torch.eye(5)[y] * 50, torch.as_tensor(y))
+    assert m.compute()["ece"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_no_counts_no_shot_metrics():
+    s = DataStats(task="multiclass", num_classes=3, class_counts=None, class_names=list("abc"), modality="image")
+    m = ClassificationMetrics(s)
+    m.update(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]))
+    r = m.compute()
+    assert not any(k.endswith("_shot_accuracy") for k in r) and "ece" in r
