@@ -64,6 +64,10 @@ class ImbalanceTask(L.LightningModule):
             else build_head(getattr(loss, "head", "linear"), backbone.out_features, stats.num_outputs)
         )
         self.loss_fn = loss
+        # A cosine head outputs cos(theta) in [-1, 1]; margin losses scale it by s only
+        # inside the loss. Evaluation (metrics, calibration, post-hoc) sees s * cos, the
+        # logits the loss trained (without the margin), not the unscaled cosines.
+        self.eval_logit_scale = float(getattr(loss, "s", 1.0)) if getattr(loss, "head", "linear") == "cosine" else 1.0
         self.stats = stats
         self.task_kind = stats.task
         self.guard = guard
@@ -113,7 +117,7 @@ class ImbalanceTask(L.LightningModule):
         # segmentation evaluation batches carry a third item (true instance labels) for the metrics
         x, y, *extra = batch
         feats, logits = self.forward_features(x)
-        logits = logits.detach()
+        logits = logits.detach() * self.eval_logit_scale
         metrics.update(logits, y, *extra)
         if self.keep_outputs:
             self._buffers_out.setdefault(split, []).append((feats.detach().cpu(), logits.cpu(), y.detach().cpu()))

@@ -45,7 +45,8 @@ def test_data_picks_its_default_backbone(make_cfg):
 
 def test_generated_loss_node_takes_overrides(make_cfg):
     cfg = make_cfg("loss=focal", "loss.gamma=0.5")
-    assert cfg.loss == {"name": "focal", "gamma": 0.5, "alpha": None, "reduction": "mean"}
+    assert cfg.loss == {"name": "focal", "gamma": 0.5, "alpha": None, "reduction": "mean",
+                        "drw_epoch": None, "drw_beta": 0.9999}
 
 
 def test_check_choices_one_line():
