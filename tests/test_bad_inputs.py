@@ -17,7 +17,19 @@ import pytest
 from tests.conftest import REPO
 
 
+def _drop_stream_handlers() -> None:
+    """Hydra's logging config of an earlier in-process run keeps handlers on that test's (now closed)
+    captured stderr; a real process starts clean, so the harness does too."""
+    import logging
+
+    for logger in [logging.getLogger(), *[logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]]:
+        for h in list(getattr(logger, "handlers", [])):
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                logger.removeHandler(h)
+
+
 def run_inprocess(args: list[str], capsys) -> tuple[int, str]:
+    _drop_stream_handlers()
     old = sys.argv
     sys.argv = [str(REPO / "train.py"), *args]
     try:
@@ -40,7 +52,68 @@ def npz_label_out_of_range(tmp: Path) -> list[str]:
     return ["data=tensors", f"data.path={tmp / 'd.npz'}", "data.num_classes=2"]
 
 
+def text_csv(tmp: Path, name: str, body: str) -> Path:
+    p = tmp / name
+    p.write_text(body)
+    return p
+
+
+def text_missing_column(tmp: Path) -> list[str]:
+    return ["data=text", f"data.train_path={text_csv(tmp, 'a.csv', 'text,lab' + chr(10) + 'hi there,a' + chr(10))}"]
+
+
+def text_empty_row(tmp: Path) -> list[str]:
+    return ["data=text", f"data.train_path={text_csv(tmp, 'e.csv', 'text,label' + chr(10) + 'hello,a' + chr(10) + ',b' + chr(10))}"]
+
+
+def text_unseen_test_label(tmp: Path) -> list[str]:
+    rows = ["text,label"] + [f"document {i} about {'spam' if i % 4 == 0 else 'ham'},{'spam' if i % 4 == 0 else 'ham'}" for i in range(40)]
+    train = text_csv(tmp, "train.csv", chr(10).join(rows) + chr(10))
+    test = text_csv(tmp, "test.csv", "text,label" + chr(10) + "some text,ham" + chr(10) + "other text,eggs" + chr(10))
+    return ["data=text", f"data.train_path={train}", f"data.test_path={test}"]
+
+
+def airbus_layout(tmp: Path, bad_rle: str = "10 2", *, missing: bool = False, corrupt: bool = False) -> list[str]:
+    """A Kaggle Airbus layout (64x64 images) whose last CSV row, bad.jpg, is broken as asked."""
+    from PIL import Image
+
+    (tmp / "train_v2").mkdir()
+    rows = [(f"img{i}.jpg", "100 5" if i % 2 == 0 else "") for i in range(12)] + [("bad.jpg", bad_rle)]
+    pixels = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype("uint8")
+    for image_id, _ in rows:
+        path = tmp / "train_v2" / image_id
+        if image_id == "bad.jpg" and missing:
+            continue
+        if image_id == "bad.jpg" and corrupt:
+            path.write_bytes(b"not a jpeg")
+            continue
+        Image.fromarray(pixels).save(path)
+    lines = ["ImageId,EncodedPixels"] + [f"{i},{r}" for i, r in rows]
+    (tmp / "train_ship_segmentations_v2.csv").write_text(chr(10).join(lines) + chr(10))
+    return ["data=airbus", f"data.root={tmp}", "data.image_size=64", "data.crop=32"]
+
+
 CASES = {
+    "missing data dir": (
+        lambda tmp: ["data=cifar10_lt", f"data.root={tmp / 'nope'}"],
+        "CIFAR-10 files not found in",
+    ),
+    "CSV with a missing column": (text_missing_column, "a.csv: no column 'label' (columns: text, lab)"),
+    "row with an empty text": (text_empty_row, "e.csv, row 2: empty text in column 'text'"),
+    "label unseen in training, in test": (text_unseen_test_label, "test.csv, row 2: unknown label 'eggs'; expected one of: ham, spam"),
+    "RLE with an odd token count": (
+        lambda tmp: airbus_layout(tmp, "1 3 5"), "row 14: ImageId bad.jpg: EncodedPixels has 3 numbers (odd)",
+    ),
+    "RLE run past the image": (
+        lambda tmp: airbus_layout(tmp, "4090 10"), "ImageId bad.jpg: pair 1 (4090 10) runs past the image",
+    ),
+    "RLE overlapping runs": (
+        lambda tmp: airbus_layout(tmp, "1 5 3 2"), "ImageId bad.jpg: pair 2 (3 2) overlaps pair 1 (1 5)",
+    ),
+    "image file missing for a CSV row": (
+        lambda tmp: airbus_layout(tmp, missing=True), "train_v2/bad.jpg for train_ship_segmentations_v2.csv row 14 (ImageId bad.jpg) does not exist",
+    ),
+    "corrupt JPEG": (lambda tmp: airbus_layout(tmp, corrupt=True), "cannot read image"),
     # name: (args or builder, expected fragment of the one-line message)
     "unknown loss": (["loss=nope"], "unknown loss 'nope'; choose one of:"),
     "unknown data": (["data=nope"], "unknown data 'nope'; choose one of:"),

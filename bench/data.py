@@ -1,0 +1,211 @@
+"""Batches per second of every data module's training loader at its default settings.
+
+    python bench/data.py [--epochs 5] [--quick]
+
+Each data module is built from its own Hydra config (``conf/data/<name>.yaml``, composed
+with ``conf/train.yaml`` exactly as ``python train.py data=<name>`` does), with only the
+paths moved into a temporary directory so that every cache starts cold:
+
+* ``digits_lt``: the default data (scikit-learn's digits, in memory);
+* ``cifar10_lt``: a generated CIFAR-10-format set in torchvision's real pickle layout
+  (``tests/cifar_fixture.py``; 500 training / 100 test images per class, so the ratio-100
+  long-tail split has 1,240 images), per-image torchvision v2 pad-crop-flip; also with
+  ``data.num_workers=0`` (the default is 2 workers);
+* ``text_synth``: the generated topic corpus, tokenised in ``setup`` (word tokenizer
+  trained and cached on disk under ``data.tokenizer.cache_dir``), padded per batch;
+* ``airbus``: the synthetic Airbus-layout set (JPEG + RLE CSV, generated into
+  ``data.cache_dir``), random crops with flips/rotations, decoded images cached in memory.
+
+For cifar10_lt a reference row applies the same pad-crop-flip-normalise to whole batches
+by tensor indexing (what a ``data.on_device`` path would do), on the same training tensors.
+
+Reported: ``setup`` time with a cold cache (first build: generation, tokenizer training,
+file parsing) and with a warm one (a second data module over the same cache dir), then
+batches/s of the training loader in epoch 1 (workers start, images decoded) and the
+median of later epochs.  A module that fails to import or build is printed as
+``skipped: <reason>`` (other helpers may be changing it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from imbal.config import conf_dir, register_configs
+
+    register_configs()  # the generated loss nodes (loss=ce is one), as train.py does
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=["run_dir=/tmp/imbal-bench-unused", *overrides])
+
+
+def build(cfg):
+    from imbal.run import _instantiate
+
+    dm = _instantiate(cfg.data)
+    t0 = time.perf_counter()
+    if hasattr(dm, "prepare_data"):
+        dm.prepare_data()
+    dm.setup("fit")
+    return dm, time.perf_counter() - t0
+
+
+def epoch_rates(dm, epochs: int, max_batches: int | None) -> tuple[list[float], int, int]:
+    """Batches/s of each epoch of the training loader; (rates, batches per epoch, batch size)."""
+    loader = dm.train_dataloader()
+    rates, nb, bs = [], 0, 0
+    for e in range(epochs):
+        for s in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(s, "set_epoch"):
+                s.set_epoch(e)
+        t0 = time.perf_counter()
+        nb = 0
+        for batch in loader:
+            if nb == 0:
+                bs = len(batch[-1]) if isinstance(batch, (list, tuple)) else 0
+            nb += 1
+            if max_batches and nb >= max_batches:
+                break
+        rates.append(nb / (time.perf_counter() - t0))
+    return rates, nb, bs
+
+
+def batched_cifar_rates(dm, epochs: int) -> tuple[list[float], int, int]:
+    """Reference for cifar10_lt: the same pad-4 random crop + flip + normalise done on whole uint8 batches
+    with tensor indexing (no per-image transform, no DataLoader), as a GPU-resident path would."""
+    from imbal.data.cifar import CIFAR_MEAN, CIFAR_STD
+
+    x_all, y_all = dm.splits["train"].tensors
+    n, c, h, w = x_all.shape
+    bs = dm.batch_size
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1) * 255
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    rates = []
+    for e in range(epochs):
+        g = torch.Generator().manual_seed(e)
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=g)
+        nb = 0
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            xb = torch.nn.functional.pad(x_all[idx], (4, 4, 4, 4))  # zero padding, as RandomCrop(padding=4)
+            k = len(idx)
+            dy = torch.randint(0, 9, (k, 1, 1), generator=g)
+            dx = torch.randint(0, 9, (k, 1, 1), generator=g)
+            flip = torch.rand(k, 1, 1, generator=g) < 0.5
+            cc = torch.where(flip, (w - 1 - cols) + dx, cols + dx)  # [k, 1, w]
+            rr = (rows + dy).expand(k, h, w)
+            b = torch.arange(k).view(k, 1, 1)
+            crop = xb.permute(0, 2, 3, 1)[b, rr, cc.expand(k, h, w)].permute(0, 3, 1, 2)
+            _ = ((crop.float() - mean) / std, y_all[idx])
+            nb += 1
+        rates.append(nb / (time.perf_counter() - t0))
+    return rates, nb, bs
+
+
+def cases(tmp: Path, quick: bool):
+    """(label, overrides, prepare) per data module; prepare() writes input files and may raise."""
+
+    def cifar_files():
+        sys.path.insert(0, str(ROOT))
+        from tests.cifar_fixture import write_cifar10
+
+        root = tmp / "cifar"
+        if not (root / "cifar-10-batches-py").is_dir():
+            write_cifar10(root, per_class_train=100 if quick else 500, per_class_test=20 if quick else 100)
+
+    return [
+        ("digits_lt", ["data=digits_lt"], None),
+        ("cifar10_lt", ["data=cifar10_lt", f"data.root={tmp / 'cifar'}"], cifar_files),
+        ("cifar10_lt num_workers=0", ["data=cifar10_lt", f"data.root={tmp / 'cifar'}", "data.num_workers=0"],
+         cifar_files),
+        ("text_synth", ["data=text_synth", f"data.tokenizer.cache_dir={tmp / 'tok'}"], None),
+        ("airbus (synthetic)", ["data=airbus", f"data.cache_dir={tmp / 'airbus'}"], None),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--max-batches", type=int, default=None, help="stop an epoch after this many batches")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as bench/losses.py)")
+    ap.add_argument("--quick", action="store_true", help="3 epochs, smaller generated sets (a smoke test)")
+    ap.add_argument("--only", default=None, help="run only the cases whose label starts with this")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    epochs = 3 if args.quick else args.epochs
+
+    rows, skipped = [], []
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        os.environ["IMBAL_CACHE"] = str(tmp / "cache")  # nothing of the user's cache is read or written
+        for label, overrides, prepare in cases(tmp, args.quick):
+            if args.only and not label.startswith(args.only):
+                continue
+            try:
+                if prepare is not None:
+                    prepare()
+                cfg = compose(*overrides)
+                dm, cold = build(cfg)
+                _, warm = build(cfg)  # a second data module over the same (now warm) caches
+                rates, nb, bs = epoch_rates(dm, epochs, args.max_batches)
+            except Exception as exc:  # a module being rewritten by another helper must not stop the bench
+                msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                print(f"skipped: {label}: {msg}", file=sys.stderr)
+                if os.environ.get("IMBAL_BENCH_DEBUG"):
+                    traceback.print_exc()
+                skipped.append((label, msg))
+                continue
+            later = statistics.median(rates[1:]) if len(rates) > 1 else float("nan")
+            rows.append((label, type(dm).__name__, cfg.data.get("num_workers", 0), bs, nb, cold, warm,
+                         rates[0], later, later / rates[0]))
+            if label == "cifar10_lt num_workers=0":
+                rates, nb, bs = batched_cifar_rates(dm, epochs)
+                later = statistics.median(rates[1:]) if len(rates) > 1 else float("nan")
+                rows.append(("cifar10_lt, reference: batched crop+flip+normalise by tensor indexing", "(bench)",
+                             "-", bs, nb, float("nan"), float("nan"), rates[0], later, later / rates[0]))
+
+    import lightning
+
+    print(f"# imbal data-loader bench, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"torch {torch.__version__}, lightning {lightning.__version__}, CPU ({platform.processor() or platform.machine()}), "
+        f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads in the main process; {epochs} epochs "
+        f"per loader; load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print("| data | module | workers | batch | batches/epoch | setup cold s | setup warm s | epoch 1 batches/s "
+          "| later epochs batches/s (median) | later / first |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, mod, nw, bs, nb, cold, warm, first, later, ratio in rows:
+        print(f"| {label} | {mod} | {nw} | {bs} | {nb} | {cold:.2f} | {warm:.2f} | {first:.1f} | {later:.1f} "
+              f"| {ratio:.2f}x |")
+    for label, msg in skipped:
+        print(f"\nskipped: {label}: {msg}")
+    print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
