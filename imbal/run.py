@@ -11,7 +11,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from imbal.errors import ImbalError
-from imbal.loggers import finish_loggers, log_config
 
 #: Keys of the ``trainer`` node that imbal reads itself (not Lightning Trainer arguments).
 IMBAL_TRAINER_KEYS = ("nan_policy", "nan_max_skips")
@@ -292,6 +291,8 @@ def _pid_alive(pid: int) -> bool:
 def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from imbal.loggers import finish_loggers, log_config
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 

@@ -56,16 +56,20 @@ def generate_corpus(
     zipf_p = 1.0 / np.arange(1, noise_words + 1) ** zipf
     zipf_p /= zipf_p.sum()
     rng = np.random.default_rng(seed)
+    noise_arr = np.asarray(noise)
+    topic_arrs = [np.asarray(t) for t in topics]
+    # rng.choice(p=...) rebuilds this CDF on every call; drawing through it directly gives
+    # the same samples (numpy's own method: uniform draws, searchsorted side="right").
+    zipf_cdf = zipf_p.cumsum()
+    zipf_cdf /= zipf_cdf[-1]
     texts, labels = [], []
     for c, n in enumerate(counts):
         for _ in range(n):
             length = max(3, int(rng.poisson(mean_length)))
             from_topic = rng.random(length) < signal
-            words = np.where(
-                from_topic,
-                np.asarray(topics[c])[rng.integers(topic_words, size=length)],
-                np.asarray(noise)[rng.choice(noise_words, size=length, p=zipf_p)],
-            )
+            topic_idx = rng.integers(topic_words, size=length)
+            noise_idx = zipf_cdf.searchsorted(rng.random(length), side="right")
+            words = np.where(from_topic, topic_arrs[c][topic_idx], noise_arr[noise_idx])
             texts.append(" ".join(words))
             labels.append(f"topic_{c}")
     order = rng.permutation(len(texts))
