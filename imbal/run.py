@@ -429,7 +429,7 @@ def print_final_table(summary: dict, run_dir: Path) -> None:
     table.add_column("test", justify="right")
     first = ["accuracy", "balanced_accuracy", "macro_f1", "log_loss"]
     keys = [k for k in first if k in summary["test"] or k in summary["val"]]
-    keys += [k for k in summary["test"] if k not in keys and isinstance(summary["test"][k], (int, float))]
+    keys += [k for k in summary["test"] if k not in keys and k != "num_samples" and isinstance(summary["test"][k], (int, float))]
     for key in keys:
         v, t = summary["val"].get(key), summary["test"].get(key)
         table.add_row(key, "-" if v is None else f"{v:.4f}", "-" if t is None else f"{t:.4f}")
