@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from imbal.data.loaders import eval_loader, train_loader
 from imbal.data.rle import check_rle, rle_decode_instances
+from imbal.data.base import DataModuleBase
 from imbal.data.stats import DataStats
 from imbal.errors import ImbalError
 
@@ -214,7 +215,7 @@ class SegEvalDataset(Dataset):
         return to_tensor_image(img), torch.from_numpy(inst > 0).float(), torch.from_numpy(inst.astype(np.int32))
 
 
-class SegmentationDataModule(L.LightningDataModule):
+class SegmentationDataModule(DataModuleBase):
     """Base of binary-mask data modules; subclasses implement :meth:`index` and :meth:`load_item`.
 
     Args:
@@ -341,17 +342,6 @@ class SegmentationDataModule(L.LightningDataModule):
                 "test_ids": [self.items[i].image_id for i in te],
             }
         )
-
-    @property
-    def stats(self) -> DataStats:
-        if self._stats is None:
-            raise RuntimeError("call setup() before reading the data module's stats")
-        return self._stats
-
-    def save_manifest(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / "data_manifest.json"
-        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **self.manifest}, indent=2))
-        return path
 
     def train_dataset(self) -> SegTrainDataset:
         tr = self.split_idx["train"]

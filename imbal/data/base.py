@@ -27,7 +27,30 @@ def check_labels(y: torch.Tensor, num_classes: int, *, where: str) -> None:
         )
 
 
-class InMemoryDataModule(L.LightningDataModule):
+class DataModuleBase(L.LightningDataModule):
+    """What every imbal data module shares: ``stats`` after ``setup()``, and its manifest in the run dir.
+
+    Subclasses set ``self._stats`` in ``setup()`` and fill ``self.manifest`` (class counts,
+    seed, index hashes, ...); ``imbal.run`` saves it and compares it on resume.
+    """
+
+    name = "data"
+    _stats: DataStats | None = None
+
+    @property
+    def stats(self) -> DataStats:
+        if self._stats is None:
+            raise RuntimeError("call setup() before reading the data module's stats")
+        return self._stats
+
+    def save_manifest(self, run_dir: str | Path) -> Path:
+        path = Path(run_dir) / "data_manifest.json"
+        manifest = getattr(self, "manifest", {}) or {}
+        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **manifest}, indent=2, default=str))
+        return path
+
+
+class InMemoryDataModule(DataModuleBase):
     """Train/val/test splits held as tensors; subclasses fill ``self.splits`` in ``build()``.
 
     Args:
@@ -79,17 +102,6 @@ class InMemoryDataModule(L.LightningDataModule):
             extra=dict(self.extra),
         )
         self.manifest.setdefault("class_counts", counts)
-
-    @property
-    def stats(self) -> DataStats:
-        if self._stats is None:
-            raise RuntimeError("call setup() before reading the data module's stats")
-        return self._stats
-
-    def save_manifest(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / "data_manifest.json"
-        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **self.manifest}, indent=2))
-        return path
 
     def train_dataloader(self) -> DataLoader:
         ds = self.splits["train"]

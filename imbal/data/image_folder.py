@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from imbal.data.base import balanced_holdout
+from imbal.data.base import DataModuleBase, balanced_holdout
 from imbal.data.loaders import eval_loader, train_loader
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
 from imbal.data.stats import DataStats
@@ -80,7 +80,7 @@ def scan_folder(root: str, key: str = "data.root"):
     return ImageFolder(root)
 
 
-class ImageFolderLTDataModule(L.LightningDataModule):
+class ImageFolderLTDataModule(DataModuleBase):
     """Long-tailed (or naturally imbalanced) image classification from class folders.
 
     Args:
@@ -220,17 +220,6 @@ class ImageFolderLTDataModule(L.LightningDataModule):
             "test_indices_hash": indices_hash(held["test"][1]),
             "image_size": self.image_size,
         }
-
-    @property
-    def stats(self) -> DataStats:
-        if self._stats is None:
-            raise RuntimeError("call setup() before reading the data module's stats")
-        return self._stats
-
-    def save_manifest(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / "data_manifest.json"
-        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **self.manifest}, indent=2))
-        return path
 
     def train_dataloader(self) -> DataLoader:
         ds = self.splits["train"]

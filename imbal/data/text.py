@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from imbal.data.loaders import build_sampler, eval_loader, train_loader
+from imbal.data.base import DataModuleBase
 from imbal.data.stats import DataStats
 from imbal.data.tokenize import TextTokenizer, build_tokenizer, pad_batch
 from imbal.errors import ImbalError
@@ -214,7 +215,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield batches[j]
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(DataModuleBase):
     """Labelled texts or text pairs from files.
 
     Args:
@@ -606,11 +607,6 @@ class TextDataModule(L.LightningDataModule):
             return [int(v) for v in y.sum(0).tolist()]
         return torch.bincount(y.long(), minlength=c).tolist()
 
-    @property
-    def stats(self) -> DataStats:
-        if self._stats is None:
-            raise RuntimeError("call setup() before reading the data module's stats")
-        return self._stats
 
     def save_manifest(self, run_dir: str | Path) -> Path:
         """``data_manifest.json`` (sizes, counts, sources, tokenizer) and ``label_map.json`` in the run dir."""
