@@ -344,6 +344,7 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
         "val": task.results.get("val", {}),
         "test": task.results.get("test", {}),
         "posthoc": posthoc,
+        "posthoc_skipped": getattr(task, "posthoc_skipped", {}),
         "class_counts": stats.class_counts,
         "class_names": stats.class_names,
         "task": stats.task,
@@ -396,7 +397,9 @@ def evaluate_posthoc(cfg: DictConfig, task, stats) -> dict[str, dict]:
     )
     posthoc_cfg = OmegaConf.to_container(cfg.get("posthoc"), resolve=True) if cfg.get("posthoc") else {}
     out = {}
-    for name, logits in ph.apply(posthoc_cfg, ctx).items():
+    corrected = ph.apply(posthoc_cfg, ctx)
+    task.posthoc_skipped = ctx.info.get("skipped", {})
+    for name, logits in corrected.items():
         metrics = ClassificationMetrics(stats)
         metrics.update(logits, test["targets"])
         out[name] = {**metrics.compute(), **ctx.info.get(name, {})}

@@ -148,3 +148,20 @@ def test_bad_input(name, tmp_path, capsys):
     assert expected in lines[0], lines[0]
     assert "Traceback" not in err
     assert not (run_dir / "summary.json").exists()
+
+
+def test_posthoc_that_cannot_apply_is_skipped_not_fatal(tmp_path, capsys):
+    """A finished run is never lost to a post-hoc correction: LA on a class with no training samples is skipped."""
+    r = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=r.normal(size=(30, 3)), y_train=np.r_[np.zeros(20, int), np.ones(10, int)],
+             x_val=r.normal(size=(6, 3)), y_val=np.array([0, 1, 2, 0, 1, 2]), x_test=r.normal(size=(6, 3)),
+             y_test=np.array([0, 1, 2, 0, 1, 2]))
+    run_dir = tmp_path / "run"
+    code, err = run_inprocess(["data=tensors", f"data.path={tmp_path / 'd.npz'}", "data.num_classes=3",
+                               "trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"], capsys)
+    assert code == 0, err[-2000:]
+    import json
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "class 2 has zero training samples" in summary["posthoc_skipped"]["la"]
+    assert "la" not in summary["posthoc"]

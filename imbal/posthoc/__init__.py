@@ -63,7 +63,15 @@ def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext) -> dict[st
         params = {} if params is True else dict(params)
         if params.pop("enabled", True) is False:
             continue
-        out.update(CORRECTIONS[name](ctx, **params))
+        try:
+            out.update(CORRECTIONS[name](ctx, **params))
+        except ImbalError as exc:
+            # Runs after training: a correction the data cannot support (e.g. log of an
+            # empty class's prior) is skipped and reported, never the cause of a lost run.
+            import warnings
+
+            warnings.warn(f"post-hoc '{name}' skipped: {exc}", stacklevel=2)
+            ctx.info.setdefault("skipped", {})[name] = str(exc)
     return out
 
 
