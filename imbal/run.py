@@ -397,7 +397,7 @@ def evaluate_posthoc(cfg: DictConfig, task, stats) -> dict[str, dict]:
     )
     posthoc_cfg = OmegaConf.to_container(cfg.get("posthoc"), resolve=True) if cfg.get("posthoc") else {}
     out = {}
-    corrected = ph.apply(posthoc_cfg, ctx)
+    corrected = ph.apply(posthoc_cfg, ctx, skip_errors=True)
     task.posthoc_skipped = ctx.info.get("skipped", {})
     for name, logits in corrected.items():
         metrics = ClassificationMetrics(stats)

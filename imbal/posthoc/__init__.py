@@ -52,8 +52,12 @@ def register(name: str) -> Callable[[Correction], Correction]:
     return deco
 
 
-def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext) -> dict[str, Tensor]:
-    """Run every enabled correction; returns ``{result_name: corrected test logits}``."""
+def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext, *, skip_errors: bool = False) -> dict[str, Tensor]:
+    """Run every enabled correction; returns ``{result_name: corrected test logits}``.
+
+    ``skip_errors`` (as ``imbal.run`` calls it, after training): a correction that raises
+    ImbalError is skipped with a warning and recorded in ``ctx.info["skipped"]``.
+    """
     out: dict[str, Tensor] = {}
     for name, params in (posthoc_cfg or {}).items():
         if params is None or params is False:
@@ -66,6 +70,8 @@ def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext) -> dict[st
         try:
             out.update(CORRECTIONS[name](ctx, **params))
         except ImbalError as exc:
+            if not skip_errors:
+                raise
             # Runs after training: a correction the data cannot support (e.g. log of an
             # empty class's prior) is skipped and reported, never the cause of a lost run.
             import warnings
