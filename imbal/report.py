@@ -50,6 +50,8 @@ BASE_METRICS = (
     Metric("many_shot_accuracy", "many", ("test", "many_shot_accuracy")),
     Metric("medium_shot_accuracy", "medium", ("test", "medium_shot_accuracy")),
     Metric("few_shot_accuracy", "few", ("test", "few_shot_accuracy")),
+    # recall of the class with the fewest training samples (summary: class_counts, test.per_class_recall)
+    Metric("minority_recall", "minority recall", ("test", "per_class_recall", "<minority>")),
 )
 WALL_TIME = Metric("wall_time_s", "wall time (s)", ("wall_time_s",), higher_is_better=False, digits=1)
 
@@ -110,6 +112,16 @@ def _dig(d: Any, path: Iterable[str]) -> Any:
             return None
         d = d.get(k)
     return d
+
+
+def _metric_value(s: dict, m: Metric) -> Any:
+    """The value of ``m`` in summary ``s``; ``<minority>`` picks the rarest training class's entry."""
+    if m.path[-1] != "<minority>":
+        return _dig(s, m.path)
+    values, counts = _dig(s, m.path[:-1]), s.get("class_counts")
+    if not isinstance(values, list) or not isinstance(counts, list) or len(values) != len(counts) or not counts:
+        return None
+    return values[min(range(len(counts)), key=lambda i: counts[i])]
 
 
 def load_summary(path: Path) -> dict | str:
@@ -199,7 +211,7 @@ def _records(summaries: list[tuple[Path, dict]]):
 
 
 def _metrics_present(summaries: list[dict]) -> list[Metric]:
-    metrics = [m for m in BASE_METRICS if any(isinstance(_dig(s, m.path), (int, float)) for s in summaries)]
+    metrics = [m for m in BASE_METRICS if any(isinstance(_metric_value(s, m), (int, float)) for s in summaries)]
     posthoc: list[str] = []
     for s in summaries:
         for name in s.get("posthoc") or {}:
@@ -219,7 +231,8 @@ def aggregate(summaries: list[tuple[Path, dict]]) -> tuple[Any, list[Metric], li
     df, extra = _records(summaries)
     metrics = _metrics_present([s for _, s in summaries])
     for m in metrics:
-        df[m.key] = [float(v) if isinstance(v := _dig(s, m.path), (int, float)) else math.nan for s in df["summary"]]
+        df[m.key] = [float(v) if isinstance(v := _metric_value(s, m), (int, float)) else math.nan
+                     for s in df["summary"]]
     ident = ["data", "model", "config", "loss", "loss_hparams", *extra]
     grouped = df.groupby(ident, sort=True, dropna=False)
     table = grouped.agg(
@@ -323,6 +336,7 @@ PANEL_TITLES = {
     "balanced_accuracy": "balanced accuracy",
     "macro_f1": "macro-F1",
     "few_shot_accuracy": "few-shot accuracy (classes with < 20 training samples)",
+    "minority_recall": "test recall of the class with the fewest training samples",
 }
 
 

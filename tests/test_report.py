@@ -174,3 +174,21 @@ def test_a_swept_optimizer_setting_splits_configurations(tmp_path):
     t = build_report([tmp_path]).table
     assert list(t["optimizer.optim.lr"]) == ["0.01", "0.1"]
     assert list(t["n_seeds"]) == [1, 2]
+
+
+def test_minority_recall_is_the_rarest_training_class_recall(tmp_path):
+    """Column "minority recall": test recall of argmin(class_counts), averaged over seeds."""
+    for seed, recalls in enumerate(([0.99, 0.60, 0.90], [0.98, 0.70, 0.80])):
+        s = _summary("text", "ce", None, seed, (0.8, 0.7, 0.5, 0.8, 1.0))
+        s["class_counts"] = [500, 12, 80]  # class 1 is the rarest
+        s["test"]["per_class_recall"] = recalls
+        run = tmp_path / str(seed)
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps(s))
+    row = _row(build_report([tmp_path]).table, "ce", data="text")
+    assert row["minority_recall_mean"] == pytest.approx(0.65)
+    assert row["minority_recall_std"] == pytest.approx(math.sqrt(0.005))
+
+
+def test_minority_recall_absent_without_class_counts(sweep):
+    assert "minority_recall_mean" not in build_report([sweep]).table.columns

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imbal.data.rle import check_rle, rle_decode, rle_decode_instances, rle_encode
+import imbal.data.rle as rle_mod
+from imbal.data.rle import check_rle, rle_decode, rle_decode_instances, rle_decode_union, rle_encode
 from imbal.errors import ImbalError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "airbus_ship_sample"
@@ -113,3 +114,26 @@ def test_every_row_of_the_real_sample_decodes_in_bounds_and_round_trips():
             assert rle_encode(m) == rle  # Kaggle's own strings are canonical
         total += int(m.sum())
     assert total == 33064  # SOURCE.md: ship pixels of the 46 images
+
+
+@pytest.mark.parametrize("loop_runs", [0, 10_000])
+def test_slice_loop_and_pixel_index_fills_agree(monkeypatch, loop_runs):
+    """Both fill strategies (a slice per run for few runs, one pixel index for many) give the same mask."""
+    monkeypatch.setattr(rle_mod, "_LOOP_RUNS", loop_runs)
+    rng = np.random.default_rng(3)
+    for density in (0.001, 0.05, 0.5):
+        m = (rng.random((37, 29)) < density).astype(np.uint8)
+        m[0, 0], m[-1, -1] = 1, 1  # first and last pixel
+        assert np.array_equal(rle_decode(rle_encode(m), m.shape), m)
+
+
+def test_union_of_ships_is_their_or_and_bad_ship_is_named():
+    rng = np.random.default_rng(4)
+    ships = [(rng.random((20, 30)) < 0.1).astype(np.uint8) for _ in range(3)]
+    rles = [rle_encode(s) for s in ships] + [""]
+    union = rle_decode_union(rles, (20, 30))
+    assert union.dtype == np.uint8
+    assert np.array_equal(union, np.maximum.reduce(ships))
+    assert np.array_equal(union, (rle_decode_instances(rles, (20, 30)) > 0).astype(np.uint8))
+    with pytest.raises(ImbalError, match=r"ImageId x\.jpg: pair 1 \(0 3\)"):
+        rle_decode_union(["1 2", "0 3"], (20, 30), image_id="x.jpg")
