@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imbal.data.airbus import read_rgb, to_tensor_image
+from imbal.data.airbus import read_rgb, resize_pair, to_tensor_image
 from imbal.data.rle import rle_encode
 from imbal.errors import ImbalError
 from imbal.metrics_seg import label_components
@@ -38,14 +38,23 @@ def instance_rles(mask: np.ndarray, *, min_size: int = 0, image_id: str | None =
 
 @torch.no_grad()
 def predict_masks(
-    model: nn.Module, paths: Sequence[Path], *, threshold: float = 0.5, batch_size: int = 2, device: str | None = None
+    model: nn.Module, paths: Sequence[Path], *, threshold: float = 0.5, batch_size: int = 2, device: str | None = None,
+    resize: int | None = None,
 ) -> Iterable[tuple[Path, np.ndarray]]:
-    """(path, 0/1 mask) per image: ``sigmoid(model(x)) > threshold`` on the whole image."""
+    """(path, 0/1 mask) per image: ``sigmoid(model(x)) > threshold`` on the whole image.
+
+    With ``resize`` (the run's ``data.resize``) the model sees the image resized to
+    ``resize`` x ``resize`` by area, and the mask is scaled back to the image's size
+    (nearest neighbour), so the RLE rows refer to the original pixels.
+    """
     dev = torch.device(device) if device else next(model.parameters()).device
     model.eval().to(dev)
     for i in range(0, len(paths), batch_size):
         chunk = list(paths[i : i + batch_size])
         imgs = [read_rgb(p, where="predict") for p in chunk]
+        sizes = [im.shape[:2] for im in imgs]
+        if resize is not None:
+            imgs = [resize_pair(im, np.zeros(im.shape[:2], np.int32), int(resize))[0] for im in imgs]
         shapes = {im.shape for im in imgs}
         groups = [imgs] if len(shapes) == 1 else [[im] for im in imgs]
         masks = []
@@ -53,7 +62,17 @@ def predict_masks(
             x = torch.stack([to_tensor_image(im) for im in g]).to(dev)
             logits = model(x).float()
             masks += list((torch.sigmoid(logits[:, 0]) > threshold).cpu().numpy().astype(np.uint8))
+        if resize is not None:
+            masks = [_scale_mask(m, hw) for m, hw in zip(masks, sizes)]
         yield from zip(chunk, masks)
+
+
+def _scale_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    if mask.shape == tuple(size):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize((size[1], size[0]), Image.Resampling.NEAREST)).astype(np.uint8)
 
 
 def write_submission(
@@ -65,6 +84,7 @@ def write_submission(
     min_size: int = 0,
     batch_size: int = 2,
     device: str | None = None,
+    resize: int | None = None,
 ) -> dict[str, int]:
     """Write ``out_csv`` for every image in ``image_dir``; returns counts (images, ships, rows)."""
     image_dir = Path(image_dir)
@@ -80,7 +100,8 @@ def write_submission(
     with tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["ImageId", "EncodedPixels"])
-        for path, mask in predict_masks(model, paths, threshold=threshold, batch_size=batch_size, device=device):
+        for path, mask in predict_masks(model, paths, threshold=threshold, batch_size=batch_size, device=device,
+                                        resize=resize):
             rles = instance_rles(mask, min_size=min_size, image_id=path.name)
             for rle in rles or [""]:
                 w.writerow([path.name, rle])
@@ -116,5 +137,8 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) ->
 
 
 def predict_run(run_dir: str | Path, image_dir: str | Path, out_csv: str | Path, **kwargs) -> dict[str, int]:
-    """:func:`write_submission` with the model of a finished run."""
+    """:func:`write_submission` with the model of a finished run (and its ``data.resize``)."""
+    if "resize" not in kwargs:
+        info = json.loads((Path(run_dir) / "summary.json").read_text()) if (Path(run_dir) / "summary.json").is_file() else {}
+        kwargs["resize"] = ((info.get("config") or {}).get("data") or {}).get("resize")
     return write_submission(load_run_model(run_dir), image_dir, out_csv, **kwargs)

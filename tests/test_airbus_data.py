@@ -217,3 +217,44 @@ def test_mask_folder_pairs_and_errors(tmp_path):
         MaskFolderDataModule(root=str(tmp_path)).setup()
     with pytest.raises(ImbalError, match="needs data.root"):
         MaskFolderDataModule()
+
+
+def test_resize_scales_images_and_masks_for_training_and_evaluation(synth):
+    native = module(synth, crop=None)
+    native.setup("fit")
+    dm = module(synth, crop=None, resize=32)
+    dm.setup("fit")
+    assert dm.stats.input_shape == (3, 32, 32) and dm.manifest["resize"] == 32
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape[1:] == (3, 32, 32) and y.shape[1:] == (32, 32)
+    xv, yv, inst = next(iter(dm.val_dataloader()))
+    assert xv.shape[2:] == (32, 32) and inst.shape[1:] == (32, 32)
+    # each image: the mask is the nearest-neighbour 2x downsampling of the native one (64 -> 32)
+    for i in range(len(dm.items)):
+        img, lab = dm._load(i)
+        img0, lab0 = native._load(i)
+        assert img.shape == (32, 32, 3) and lab.shape == (32, 32)
+        assert np.array_equal(lab > 0, lab0[1::2, 1::2] > 0) or np.array_equal(lab > 0, lab0[::2, ::2] > 0)
+        # area resampling: every output pixel is the mean of a 2x2 block (to rounding)
+        block = img0.reshape(32, 2, 32, 2, 3).astype(float).mean(axis=(1, 3))
+        assert np.abs(img.astype(float) - block).max() <= 1.0
+    with pytest.raises(ImbalError, match="data.resize"):
+        module(synth, resize=2)
+
+
+def test_predict_with_resize_returns_masks_of_the_original_size(synth):
+    from imbal.predict import predict_masks
+
+    class Half(torch.nn.Module):  # "ship" wherever the red channel is bright
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            assert x.shape[-2:] == (32, 32)
+            return (x[:, :1] > 0).float() * 20 - 10
+
+    paths = sorted((synth / "train_v2").glob("*.jpg"))[:3]
+    out = list(predict_masks(Half(), paths, resize=32))
+    assert [m.shape for _, m in out] == [(64, 64)] * 3
+    assert all(set(np.unique(m)) <= {0, 1} for _, m in out)
