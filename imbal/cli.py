@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
+import json
+import os
 import sys
+from pathlib import Path
 
 from imbal.errors import ImbalError, exit_with
 
@@ -13,35 +17,111 @@ def _fmt_default(v) -> str:
     return "(required)" if v is inspect.Parameter.empty else repr(v)
 
 
-def cmd_losses(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+LISTING_VERSION = 1
 
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a dotted module found on ``sys.path``, without importing it."""
+    parts = module.split(".")
+    for base in sys.path:
+        p = Path(base or ".").joinpath(*parts)
+        for cand in (p.with_suffix(".py"), p / "__init__.py"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def _listing_key() -> str | None:
+    """A digest of everything the listing depends on, computed without importing torch or a loss.
+
+    Every entry point of the group (name, target, distribution, version) and the size and
+    mtime of every ``.py`` file beside each loss's module (a loss may take its signature
+    from a base class next to it) and of imbal's registry and this file.  None when a
+    module's source cannot be found (a zip import, a compiled module): no cache then.
+    """
+    from importlib.metadata import entry_points
+
+    items: list = [LISTING_VERSION, sys.version, sys.executable]
+    dirs: set[Path] = {Path(__file__).resolve().parent / "losses", Path(__file__).resolve().parent}
+    for ep in entry_points(group="imbal.losses"):
+        dist = getattr(ep, "dist", None)
+        f = _module_file(ep.value.partition(":")[0])
+        if f is None:
+            return None
+        dirs.add(f.resolve().parent)
+        items.append([ep.name, ep.value, dist.metadata["Name"] if dist else "", dist.version if dist else ""])
+    for d in sorted(dirs):
+        for f in sorted(d.glob("*.py")):
+            st = f.stat()
+            items.append([str(f), st.st_mtime_ns, st.st_size])
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _compute_listing() -> dict:
     from imbal.losses import registry
 
-    console = Console()
-    table = Table(title="imbal losses (entry-point group 'imbal.losses')")
-    table.add_column("name", no_wrap=True)
-    table.add_column("package", no_wrap=True)
-    for col in ("tasks", "hyper-parameters (defaults)", "from data"):
-        table.add_column(col, overflow="fold")
-    failed: list[str] = []
+    rows, failed = [], []
     for name in registry.available(refresh=True):
         entry = registry.entries()[name]
         try:
             d = registry.describe(name)
         except registry.LossPluginError as exc:
             failed.append(str(exc))
-            table.add_row(name, entry.package, "-", "[red]failed to load (see below)[/red]", "-")
+            rows.append([name, entry.package, "-", None, "-"])
             continue
         hp = ", ".join(f"{k}={_fmt_default(v)}" for k, v in d["hparams"].items())
         pkg = f"{d['package']} {d['version']}".strip()
-        table.add_row(name, pkg, ", ".join(d["tasks"]), hp, ", ".join(d["injected"]))
+        rows.append([name, pkg, ", ".join(d["tasks"]), hp, ", ".join(d["injected"])])
+    return {"rows": rows, "failed": failed, "conflicts": registry.conflicts()}
+
+
+def loss_listing(use_cache: bool = True) -> dict:
+    """Rows of ``imbal losses``; cached under the imbal cache directory, keyed by :func:`_listing_key`.
+
+    Listing the signatures imports every loss, hence torch (~2-3 s); the cache makes a
+    repeated ``imbal losses`` with unchanged plugins and sources a file read.
+    """
+    from imbal.cache import cache_root
+
+    key = _listing_key() if use_cache else None
+    path = cache_root() / "losses-listing.json"
+    if key is not None:
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                return cached
+        except (OSError, ValueError):
+            pass
+    listing = _compute_listing()
+    if key is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"key": key, **listing}))
+            os.replace(tmp, path)  # atomic: a concurrent listing never reads half a file
+        except OSError:
+            pass  # a read-only cache only costs the speed-up
+    return listing
+
+
+def cmd_losses(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    listing = loss_listing(use_cache=not getattr(args, "refresh", False))
+    console = Console()
+    table = Table(title="imbal losses (entry-point group 'imbal.losses')")
+    table.add_column("name", no_wrap=True)
+    table.add_column("package", no_wrap=True)
+    for col in ("tasks", "hyper-parameters (defaults)", "from data"):
+        table.add_column(col, overflow="fold")
+    for name, pkg, tasks, hp, injected in listing["rows"]:
+        table.add_row(name, pkg, tasks, "[red]failed to load (see below)[/red]" if hp is None else hp, injected)
     console.print(table)
     # Full messages on their own lines (soft-wrapped, so they can be grepped whole).
-    for msg in failed:
+    for msg in listing["failed"]:
         console.print(f"[red]error:[/red] {msg}", soft_wrap=True, markup=True, highlight=False)
-    for msg in registry.conflicts():
+    for msg in listing["conflicts"]:
         console.print(f"[yellow]warning:[/yellow] {msg}", soft_wrap=True, highlight=False)
     return 0
 
@@ -58,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imbal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("losses", help="list every registered loss with its package, tasks and defaults")
+    p.add_argument("--refresh", action="store_true", help="ignore the cached listing (it is keyed by the "
+                   "installed plugins and the loss sources' mtimes, so this is rarely needed)")
     p.set_defaults(func=cmd_losses)
     from imbal import report
 

@@ -26,10 +26,9 @@ VERSION = 1
 
 
 def default_cache_root() -> Path:
-    env = os.environ.get("IMBAL_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imbal"
+    from imbal.cache import cache_root
+
+    return cache_root()
 
 
 def _sea(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -47,9 +47,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def default_cache_dir() -> Path:
-    """``$IMBAL_CACHE/tokenizers`` or ``~/.cache/imbal/tokenizers``."""
-    base = os.environ.get("IMBAL_CACHE") or Path.home() / ".cache" / "imbal"
-    return Path(base) / "tokenizers"
+    """``tokenizers`` under :func:`imbal.cache.cache_root` (``$IMBAL_CACHE`` or ``~/.cache/imbal``)."""
+    from imbal.cache import cache_root
+
+    return cache_root() / "tokenizers"
 
 
 def texts_digest(texts: Iterable[str]) -> str:
