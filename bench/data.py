@@ -13,11 +13,11 @@ paths moved into a temporary directory so that every cache starts cold:
   ``data.num_workers=0`` (the default is 2 workers);
 * ``text_synth``: the generated topic corpus, tokenised in ``setup`` (word tokenizer
   trained and cached on disk under ``data.tokenizer.cache_dir``), padded per batch;
+* ``cifar10_lt data.on_device=true``: the same set held as one uint8 tensor on ``--device``
+  (default: the CPU, as a Trainer on the CPU would place it), pad-crop-flip-normalise of
+  whole batches by one ``gather`` there (``imbal/data/on_device.py``), no DataLoader;
 * ``airbus``: the synthetic Airbus-layout set (JPEG + RLE CSV, generated into
   ``data.cache_dir``), random crops with flips/rotations, decoded images cached in memory.
-
-For cifar10_lt a reference row applies the same pad-crop-flip-normalise to whole batches
-by tensor indexing (what a ``data.on_device`` path would do), on the same training tensors.
 
 Reported: ``setup`` time with a cold cache (first build: generation, tokenizer training,
 file parsing) and with a warm one (a second data module over the same cache dir), then
@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 import warnings
 from pathlib import Path
 
@@ -85,41 +86,8 @@ def epoch_rates(dm, epochs: int, max_batches: int | None) -> tuple[list[float], 
             nb += 1
             if max_batches and nb >= max_batches:
                 break
-        rates.append(nb / (time.perf_counter() - t0))
-    return rates, nb, bs
-
-
-def batched_cifar_rates(dm, epochs: int) -> tuple[list[float], int, int]:
-    """Reference for cifar10_lt: the same pad-4 random crop + flip + normalise done on whole uint8 batches
-    with tensor indexing (no per-image transform, no DataLoader), as a GPU-resident path would."""
-    from imbal.data.cifar import CIFAR_MEAN, CIFAR_STD
-
-    x_all, y_all = dm.splits["train"].tensors
-    n, c, h, w = x_all.shape
-    bs = dm.batch_size
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1) * 255
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
-    rates = []
-    for e in range(epochs):
-        g = torch.Generator().manual_seed(e)
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=g)
-        nb = 0
-        for i in range(0, n, bs):
-            idx = perm[i:i + bs]
-            xb = torch.nn.functional.pad(x_all[idx], (4, 4, 4, 4))  # zero padding, as RandomCrop(padding=4)
-            k = len(idx)
-            dy = torch.randint(0, 9, (k, 1, 1), generator=g)
-            dx = torch.randint(0, 9, (k, 1, 1), generator=g)
-            flip = torch.rand(k, 1, 1, generator=g) < 0.5
-            cc = torch.where(flip, (w - 1 - cols) + dx, cols + dx)  # [k, 1, w]
-            rr = (rows + dy).expand(k, h, w)
-            b = torch.arange(k).view(k, 1, 1)
-            crop = xb.permute(0, 2, 3, 1)[b, rr, cc.expand(k, h, w)].permute(0, 3, 1, 2)
-            _ = ((crop.float() - mean) / std, y_all[idx])
-            nb += 1
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # on-device batches are produced asynchronously
         rates.append(nb / (time.perf_counter() - t0))
     return rates, nb, bs
 
@@ -140,6 +108,8 @@ def cases(tmp: Path, quick: bool):
         ("cifar10_lt", ["data=cifar10_lt", f"data.root={tmp / 'cifar'}"], cifar_files),
         ("cifar10_lt num_workers=0", ["data=cifar10_lt", f"data.root={tmp / 'cifar'}", "data.num_workers=0"],
          cifar_files),
+        ("cifar10_lt on_device=true", ["data=cifar10_lt", f"data.root={tmp / 'cifar'}", "data.on_device=true"],
+         cifar_files),
         ("text_synth", ["data=text_synth", f"data.tokenizer.cache_dir={tmp / 'tok'}"], None),
         ("airbus (synthetic)", ["data=airbus", f"data.cache_dir={tmp / 'airbus'}"], None),
     ]
@@ -152,7 +122,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as bench/losses.py)")
     ap.add_argument("--quick", action="store_true", help="3 epochs, smaller generated sets (a smoke test)")
     ap.add_argument("--only", default=None, help="run only the cases whose label starts with this")
+    ap.add_argument("--device", default="cpu", help="device of the data.on_device row (cpu, cuda)")
     args = ap.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     epochs = 3 if args.quick else args.epochs
@@ -171,6 +143,10 @@ def main() -> None:
                 cfg = compose(*overrides)
                 dm, cold = build(cfg)
                 _, warm = build(cfg)  # a second data module over the same (now warm) caches
+                if getattr(dm, "on_device", False):
+                    # where a Trainer on --device would put the tensors (its strategy's root device)
+                    dm.trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=device),
+                                                       distributed_sampler_kwargs=None)
                 rates, nb, bs = epoch_rates(dm, epochs, args.max_batches)
             except Exception as exc:  # a module being rewritten by another helper must not stop the bench
                 msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -180,13 +156,8 @@ def main() -> None:
                 skipped.append((label, msg))
                 continue
             later = statistics.median(rates[1:]) if len(rates) > 1 else float("nan")
-            rows.append((label, type(dm).__name__, cfg.data.get("num_workers", 0), bs, nb, cold, warm,
-                         rates[0], later, later / rates[0]))
-            if label == "cifar10_lt num_workers=0":
-                rates, nb, bs = batched_cifar_rates(dm, epochs)
-                later = statistics.median(rates[1:]) if len(rates) > 1 else float("nan")
-                rows.append(("cifar10_lt, reference: batched crop+flip+normalise by tensor indexing", "(bench)",
-                             "-", bs, nb, float("nan"), float("nan"), rates[0], later, later / rates[0]))
+            workers = "- (on " + str(device) + ")" if getattr(dm, "on_device", False) else cfg.data.get("num_workers", 0)
+            rows.append((label, type(dm).__name__, workers, bs, nb, cold, warm, rates[0], later, later / rates[0]))
 
     import lightning
 

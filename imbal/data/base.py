@@ -57,6 +57,10 @@ class InMemoryDataModule(DataModuleBase):
         batch_size: training batch size (evaluation uses the same).
         num_workers: DataLoader workers (0: the data is already in memory).
         seed: seed of every random choice the data module makes.
+        sampler: the ``sampler`` config node (see :func:`imbal.data.loaders.build_sampler`).
+        on_device: hold every split as one tensor on the Trainer's device and augment whole
+            batches there (:mod:`imbal.data.on_device`; no DataLoader, no workers). Subclasses
+            give the batch version of their transform in :meth:`device_transform`.
     """
 
     name = "in_memory"
@@ -64,9 +68,12 @@ class InMemoryDataModule(DataModuleBase):
     task = "multiclass"
 
     def __init__(
-        self, *, batch_size: int = 64, num_workers: int = 0, seed: int = 0, sampler: Any = None
+        self, *, batch_size: int = 64, num_workers: int = 0, seed: int = 0, sampler: Any = None,
+        on_device: bool = False,
     ):
         super().__init__()
+        self.on_device = bool(on_device)
+        self._device_splits = None
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
@@ -103,7 +110,25 @@ class InMemoryDataModule(DataModuleBase):
         )
         self.manifest.setdefault("class_counts", counts)
 
+    def device_transform(self, split: str):
+        """The batch transform of ``split`` on the device (``on_device``): tensors stored ready by default."""
+        from imbal.data.on_device import identity
+
+        return identity
+
+    def _device_loader(self, split: str):
+        from imbal.data import on_device
+
+        if self._device_splits is None:
+            self._device_splits = on_device.DeviceSplits()
+        x, y = self.splits[split].tensors[:2]
+        if split == "train":
+            return on_device.train_device_loader(self, x, y, self.device_transform(split), splits=self._device_splits)
+        return on_device.eval_device_loader(self, x, y, self.device_transform(split), splits=self._device_splits)
+
     def train_dataloader(self) -> DataLoader:
+        if self.on_device:
+            return self._device_loader("train")
         ds = self.splits["train"]
         return train_loader(
             ds,
@@ -115,9 +140,13 @@ class InMemoryDataModule(DataModuleBase):
         )
 
     def val_dataloader(self) -> DataLoader:
+        if self.on_device:
+            return self._device_loader("val")
         return eval_loader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
+        if self.on_device:
+            return self._device_loader("test")
         return eval_loader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)
 
 

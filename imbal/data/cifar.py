@@ -83,6 +83,8 @@ class CIFARLTDataModule(InMemoryDataModule):
         val_per_class: validation images per class when ``val_from=train``
             (default 100 for CIFAR-10, 50 for CIFAR-100).
         augment: pad-crop-flip augmentation of the training split.
+        on_device: the splits as uint8 tensors on the Trainer's device, augmented per batch
+            there (:mod:`imbal.data.on_device`); default off.
         check_md5: also compare the files with torchvision's published MD5 sums
             (off by default so small files in the same format, e.g. in tests, load).
         batch_size, num_workers, seed, sampler: as in :class:`InMemoryDataModule`.
@@ -304,6 +306,15 @@ class CIFARLTDataModule(InMemoryDataModule):
             "val_indices_hash": indices_hash(val_idx) if val_idx is not None else None,
             "num_test": int(len(y_te)),
         }
+
+
+    def device_transform(self, split: str):
+        """``data.on_device``: pad-4 crop + flip + normalise of whole uint8 batches (training, with
+        ``augment``), normalisation only otherwise; the same distribution and float ops as
+        :func:`cifar_transforms`."""
+        from imbal.data.on_device import PadCropFlipNormalize
+
+        return PadCropFlipNormalize(CIFAR_MEAN, CIFAR_STD, padding=4, augment=self.augment and split == "train")
 
 
 class CIFAR10LTDataModule(CIFARLTDataModule):

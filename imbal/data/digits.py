@@ -23,6 +23,8 @@ class DigitsLTDataModule(InMemoryDataModule):
         profile: ``exp`` or ``step``.
         n_max: head-class size (default: all that every class can give).
         val_per_class, test_per_class: sizes of the balanced splits.
+        on_device (of :class:`InMemoryDataModule`): the splits (float, normalised, no
+            augmentation) held on the Trainer's device and batched there by index.
     """
 
     name = "digits_lt"

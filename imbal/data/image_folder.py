@@ -96,6 +96,9 @@ class ImageFolderLTDataModule(DataModuleBase):
         image_size: side of the square the images are resized to.
         augment: pad-crop + flip on training images.
         mean, std: normalisation (ImageNet's by default).
+        on_device: decode and resize every image once into a uint8 tensor on the Trainer's
+            device, then crop/flip/normalise whole batches there (:mod:`imbal.data.on_device`);
+            for trees that fit in (device) memory: N x 3 x image_size^2 bytes.
     """
 
     name = "image_folder_lt"
@@ -122,8 +125,12 @@ class ImageFolderLTDataModule(DataModuleBase):
         num_workers: int = 4,
         seed: int = 0,
         sampler: Any = None,
+        on_device: bool = False,
     ):
         super().__init__()
+        self.on_device = bool(on_device)
+        self._decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._device_splits = None
         self.root = os.path.expanduser(str(root))
         self.val_root = os.path.expanduser(str(val_root)) if val_root else None
         self.test_root = os.path.expanduser(str(test_root)) if test_root else None
@@ -221,13 +228,44 @@ class ImageFolderLTDataModule(DataModuleBase):
             "image_size": self.image_size,
         }
 
+    # -- data.on_device ---------------------------------------------------
+    def decoded(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 ``[N, 3, S, S]`` images resized as the eval transform does, labels) of ``split``, decoded once."""
+        if split not in self._decoded:
+            from torchvision.transforms import v2
+
+            ds = self.splits[split]
+            resize = v2.Compose([v2.ToImage(), v2.Resize((self.image_size, self.image_size), antialias=True)])
+            raw = _Samples(ds.folder, ds.indices, lambda img: resize(img).as_subclass(torch.Tensor))
+            xs = [x for x, _ in DataLoader(raw, batch_size=64, num_workers=self.num_workers)]
+            self._decoded[split] = (torch.cat(xs), ds.targets.clone())
+        return self._decoded[split]
+
+    def _device_loader(self, split: str):
+        from imbal.data import on_device
+
+        if self._device_splits is None:
+            self._device_splits = on_device.DeviceSplits()
+        x, y = self.decoded(split)
+        tf = on_device.PadCropFlipNormalize(self.mean, self.std, padding=max(1, self.image_size // 8),
+                                            augment=self.augment and split == "train")
+        if split == "train":
+            return on_device.train_device_loader(self, x, y, tf, splits=self._device_splits)
+        return on_device.eval_device_loader(self, x, y, tf, splits=self._device_splits)
+
     def train_dataloader(self) -> DataLoader:
+        if self.on_device:
+            return self._device_loader("train")
         ds = self.splits["train"]
         return train_loader(ds, labels=ds.targets, batch_size=self.batch_size, seed=self.seed,
                             sampler_cfg=self.sampler_cfg, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
+        if self.on_device:
+            return self._device_loader("val")
         return eval_loader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
+        if self.on_device:
+            return self._device_loader("test")
         return eval_loader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)

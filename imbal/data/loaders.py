@@ -93,16 +93,21 @@ def train_loader(
     )
 
 
+def eval_sampler(n: int) -> Sampler | None:
+    """This rank's unpadded, in-order share of ``n`` evaluation samples under DDP; None on one process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        return UnrepeatedDistributedSampler(range(n), shuffle=False)
+    return None
+
+
 def eval_loader(
     dataset: Dataset, *, batch_size: int, num_workers: int = 0, collate_fn: Callable | None = None
 ) -> DataLoader:
     """Evaluation loader. Under DDP each rank gets a disjoint, unpadded share, so metrics synced
     across ranks count every sample exactly once (a plain DistributedSampler pads with repeats)."""
-    sampler = None
-    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-
-        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+    sampler = eval_sampler(len(dataset))
     return DataLoader(
         dataset,
         batch_size=batch_size,
