@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from imbal.data.base import InMemoryDataModule, balanced_holdout
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
+from imbal.errors import ImbalError
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The UCI handwritten digits bundled with scikit-learn: images ``[1797, 8, 8]`` (0-16) and labels.
+
+    Read straight from scikit-learn's own data file (``sklearn/datasets/data/digits.csv.gz``:
+    64 pixel values and the label per row, as ``sklearn.datasets.load_digits`` reads it),
+    located without importing scikit-learn, whose import (with pandas and scipy) costs
+    1-2 s of every default run's start-up.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for base in locations:
+        path = Path(base) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                data = np.loadtxt(f, delimiter=",", dtype=np.float64)
+            if data.ndim != 2 or data.shape[1] != 65:
+                raise ImbalError(f"data 'digits_lt': {path} has {data.shape} values; expected rows of 64 pixels + label")
+            return data[:, :64].reshape(-1, 8, 8), data[:, 64].astype(np.int64)
+    raise ImbalError("data 'digits_lt' reads scikit-learn's bundled digits.csv.gz, which was not found; "
+                     "install scikit-learn (pip install scikit-learn)")
 
 
 class DigitsLTDataModule(InMemoryDataModule):
@@ -50,12 +78,10 @@ class DigitsLTDataModule(InMemoryDataModule):
         longtail_counts(1, 10, ratio, profile)  # validate early, before any work
 
     def build(self) -> None:
-        from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
-
-        digits = load_digits()
-        x = digits.images.astype(np.float32) / 16.0  # [N, 8, 8] in [0, 1]
+        images, target = load_digits_arrays()
+        x = images.astype(np.float32) / 16.0  # [N, 8, 8] in [0, 1]
         x = (x - 0.5) / 0.5
-        y = digits.target.astype(np.int64)
+        y = target.astype(np.int64)
         rng = np.random.default_rng(self.seed)
         test_idx, rest = balanced_holdout(y, self.test_per_class, rng)
         val_rel, train_pool_rel = balanced_holdout(y[rest], self.val_per_class, rng)
