@@ -699,3 +699,101 @@ def test_task_builds_the_head_the_loss_asks_for_and_calls_set_epoch(name, hp, he
     task.on_train_epoch_start()  # no trainer attached: current_epoch is 0
     drw_terms = [m for m in loss.modules() if hasattr(m, "drw_active")]
     assert all(m.epoch == 0 for m in drw_terms)
+
+
+# -- the fast paths of the performance work (bench/losses.py) against the dense formulas -------
+
+
+def _dense_sigmoid_terms(x, t, gamma, focal):
+    bce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+    if not focal or gamma == 0:
+        return bce
+    p = torch.sigmoid(x)
+    return ((p * (1 - t) + (1 - p) * t) ** gamma) * bce
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("base", ["sigmoid", "focal"])
+@pytest.mark.parametrize("task", ["binary", "multilabel", "segmentation"])
+def test_class_balanced_sigmoid_forms_equal_the_dense_formula(task, base, reduction):
+    counts = [900, 100] if task != "multilabel" else [40, 300, 7, 90, 12, 3, 60]
+    w = class_balanced_weights(counts)
+    shape = {"binary": (64,), "multilabel": (64, 7), "segmentation": (3, 1, 6, 5)}[task]
+    x, t = ml(4, shape=shape)
+    fn = L.build("class_balanced", task=task, class_counts=counts, base=base, reduction=reduction)
+    xt, tt = (x, t) if task != "segmentation" else (x, t.squeeze(1))
+
+    def dense(z, _):
+        terms = _dense_sigmoid_terms(z, t, 0.5, base == "focal")
+        if task == "multilabel":
+            loss = (w * terms).sum(-1)
+        else:
+            loss = (w[1] * t + w[0] * (1 - t)) * terms
+        return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+    assert_same(fn, dense, xt, tt)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+def test_sigmoid_focal_soft_targets_equal_the_written_formula(alpha, reduction):
+    x, _ = ml(5)
+    t = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))  # soft targets
+    fn = L.build("focal", task="multilabel", alpha=alpha, reduction=reduction)
+
+    def dense(z, tt):
+        p = torch.sigmoid(z)
+        loss = F.binary_cross_entropy_with_logits(z, tt, reduction="none") * (p * (1 - tt) + (1 - p) * tt) ** 2
+        if alpha is not None:
+            loss = (alpha * tt + (1 - alpha) * (1 - tt)) * loss
+        return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+    assert_same(fn, dense, x, t)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_truncated_ce_multilabel_equals_the_dense_where_form(reduction):
+    x, t = ml(6)
+    fn = L.build("truncated_ce", task="multilabel", m=0.7, reduction=reduction)
+
+    def dense(z, tt):
+        p = torch.sigmoid(z.detach())
+        done = ((tt > 0.5) & (p > 0.7)) | ((tt <= 0.5) & (p < 0.3))
+        bce = F.binary_cross_entropy_with_logits(z, tt, reduction="none")
+        loss = torch.where(done, torch.zeros_like(bce), bce)
+        return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+    assert_same(fn, dense, x, t)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("soft", [False, True])
+def test_asymmetric_multilabel_reductions_and_soft_targets_equal_the_written_formula(soft, reduction):
+    x, t = ml(7)
+    if soft:
+        t = torch.rand(x.shape, generator=torch.Generator().manual_seed(7))
+    fn = L.build("asymmetric", task="multilabel", reduction=reduction)
+
+    def dense(z, tt, gp=1.0, gn=4.0, clip=0.05, eps=1e-8):
+        xs_pos = torch.sigmoid(z)
+        xs_neg = (1 - xs_pos + clip).clamp(max=1)
+        loss = tt * torch.log(xs_pos.clamp(min=eps)) + (1 - tt) * torch.log(xs_neg.clamp(min=eps))
+        pt = xs_pos * tt + xs_neg * (1 - tt)
+        loss = -loss * torch.pow(1 - pt, gp * tt + gn * (1 - tt))
+        return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+    assert_same(fn, dense, x, t)
+
+
+@pytest.mark.parametrize("pos_weight", [None, 3.0])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_fused_reduction_equals_none_then_reduce(reduction, pos_weight):
+    x, t = ml(8)
+    fn = L.build("bce", task="multilabel", pos_weight=pos_weight, reduction=reduction)
+    pw = None if pos_weight is None else torch.tensor([pos_weight])
+
+    def dense(z, tt):
+        loss = F.binary_cross_entropy_with_logits(z, tt, pos_weight=pw, reduction="none")
+        return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+
+    assert_same(fn, dense, x, t)

@@ -126,3 +126,30 @@ def test_registered_with_tasks_and_refuses_multichannel():
         DiceLoss()(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4))
     with pytest.raises(imbal.errors.ImbalError, match="smooth must be >= 0"):
         imbal.losses.build("dice", stats=STATS, smooth=-1)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+def test_region_terms_equal_the_three_separate_sums(per_image):
+    # TP, FP, FN from one product (FP = sum p - TP, FN = sum g - TP) = the textbook three sums, in float64
+    from imbal.losses.region import tversky_terms
+
+    logits, target = batch(5, n=4, h=16, w=16)
+    tp, fp, fn = tversky_terms(logits, target, per_image=per_image)
+    p = torch.sigmoid(logits.double()).reshape(4 if per_image else 1, -1)
+    g = target.double().reshape(4 if per_image else 1, -1)
+    for ours, ref in ((tp, (p * g).sum(1)), (fp, (p * (1 - g)).sum(1)), (fn, ((1 - p) * g).sum(1))):
+        torch.testing.assert_close(ours.double(), ref, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dice", "jaccard", "tversky", "focal_tversky", "lovasz"])
+def test_region_losses_are_fp32_under_bf16_autocast(name):
+    loss_fn = imbal.losses.build(name, stats=STATS)
+    logits, target = batch(6)
+    w = torch.ones((), requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x = logits.to(torch.bfloat16) * w.to(torch.bfloat16)
+        value = loss_fn(x, target)
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    (gw,) = torch.autograd.grad(value, w)
+    assert torch.isfinite(gw)
+    torch.testing.assert_close(value, loss_fn(logits.to(torch.bfloat16).float(), target), rtol=1e-6, atol=1e-6)

@@ -135,10 +135,21 @@ class ClassBalancedLoss(ImbalanceLoss):
                     loss = wy * _one_hot_sigmoid_sum(x, target, self.gamma, self.base == "focal")
                 return reduce(loss, self.reduction)
             x, t = elementwise(logits, target)
-            terms = _sigmoid_terms(x, t, self.gamma, self.base == "focal")
+            w = w.to(x.dtype)
             if self.task == "multilabel":
-                loss = (w.to(x.dtype) * terms).sum(-1)
+                wt = w  # [C], broadcast over the rows
             else:
-                w0, w1 = w.to(x.dtype)
-                loss = (w1 * t + w0 * (1 - t)) * terms
+                # w1 t + w0 (1 - t) as one lerp, exact at t = 0 and t = 1
+                wt = torch.lerp(w[0], w[1], t)
+            if self.base == "sigmoid" or self.gamma == 0:
+                # the weight inside F.binary_cross_entropy_with_logits, with its fused reduction
+                if self.task == "multilabel" and self.reduction != "none":
+                    loss = F.binary_cross_entropy_with_logits(x, t, weight=wt, reduction="sum")
+                    return loss / x.shape[0] if self.reduction == "mean" and x.ndim > 1 else loss
+                if self.task != "multilabel":
+                    return F.binary_cross_entropy_with_logits(x, t, weight=wt, reduction=self.reduction)
+                terms = F.binary_cross_entropy_with_logits(x, t, weight=wt, reduction="none")
+            else:
+                terms = wt * _sigmoid_terms(x, t, self.gamma, True)
+            loss = terms.sum(-1) if self.task == "multilabel" else terms
             return reduce(loss, self.reduction)

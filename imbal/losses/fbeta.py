@@ -35,9 +35,11 @@ def soft_fbeta_loss(
     b2 = beta * beta
     tp = (p * t).sum(0)
     pos = t.sum(0)
+    sum_p = p.sum(0)
     empty = pos <= 0
-    f = (1 + b2) * tp / (b2 * pos + p.sum(0)).clamp_min(torch.finfo(p.dtype).tiny)
-    loss = torch.where(empty, p.mean(0), 1 - f)
+    f = (1 + b2) * tp / (b2 * pos + sum_p).clamp_min(torch.finfo(p.dtype).tiny)
+    # the empty class's loss, the mean probability, from the sum already taken
+    loss = torch.where(empty, sum_p / p.shape[0], 1 - f)
     return reduce(loss, reduction)
 
 

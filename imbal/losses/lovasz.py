@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
-from imbal.losses.base import ImbalanceLoss, as_elementwise, check_reduction, reduce
+from imbal.losses.base import ImbalanceLoss, as_elementwise, check_reduction, no_autocast, reduce
 
 
 def lovasz_hinge(logits: Tensor, target: Tensor, *, per_image: bool = True, reduction: str = "mean") -> Tensor:
@@ -69,4 +69,5 @@ class LovaszHingeLoss(ImbalanceLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.ndim == 4 and logits.shape[1] != 1:
             raise ImbalError(f"loss 'lovasz' is binary: expected logits [N, 1, H, W], got {tuple(logits.shape)}")
-        return lovasz_hinge(logits, target, per_image=self.per_image, reduction=self.reduction)
+        with no_autocast(logits.device.type):  # float32 cumsums whatever the autocast dtype
+            return lovasz_hinge(logits, target, per_image=self.per_image, reduction=self.reduction)

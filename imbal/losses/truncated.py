@@ -30,9 +30,10 @@ def truncated_cross_entropy(
         return reduce(loss, reduction)
     x, t = elementwise(logits, target)
     p = torch.sigmoid(x.detach())
-    done = ((t > 0.5) & (p > m)) | ((t <= 0.5) & (p < 1 - m))
-    bce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-    return reduce(torch.where(done, torch.zeros_like(bce), bce), reduction)
+    # a positive is kept while p <= m, a negative while p >= 1 - m: one where instead of
+    # seven boolean [N, C] ops, and the mask as BCE's weight (masked_fill is 4x slower than a multiply)
+    keep = torch.where(t > 0.5, p <= m, p >= 1 - m)
+    return F.binary_cross_entropy_with_logits(x, t, weight=keep, reduction=reduction)
 
 
 def soft_truncated_loss(
