@@ -24,8 +24,6 @@ every repetition (the machine is shared, so load drifts; the table shows medians
   is a host sync per step on a GPU);
 * ``lightning bare``: a minimal LightningModule (training_step returns the loss; no log, no
   guard): Lightning's own floor;
-* ``lightning imbal epoch-loss``: the task with the loss summed in a tensor every step and
-  logged once per epoch in ``on_train_epoch_end`` (the proposed fix, see bench/README.md);
 * ``lightning imbal +bar+csv``: the task with train.py's defaults (progress bar on, CSV
   logger, log_every_n_steps=10; stderr sent to /dev/null).
 
@@ -193,41 +191,9 @@ def _lightning_module(kind: str, stats, width):
 
         return Bare()
     guard = None if kind == "imbal no-guard" else NonFiniteGuard(policy="error", max_skips=10, run_dir=None)
-    cls = EpochLossTask() if kind == "imbal epoch-loss" else ImbalanceTask
-    task = cls(backbone, build_loss("ce", stats=stats), stats, optimizer=OPT, guard=guard)
+    task = ImbalanceTask(backbone, build_loss("ce", stats=stats), stats, optimizer=OPT, guard=guard)
     task.head.load_state_dict(head.state_dict())  # same initial weights as the plain loop
     return task
-
-
-def EpochLossTask():
-    """The proposed fix: ImbalanceTask whose training loss is summed in a tensor each step and logged once
-    per epoch (one ``self.log`` per epoch instead of one per step)."""
-    from imbal.task import ImbalanceTask
-
-    class _EpochLossTask(ImbalanceTask):
-        def on_train_epoch_start(self) -> None:
-            super().on_train_epoch_start()
-            self._loss_sum = torch.zeros((), device=self.device)
-            self._loss_n = 0
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            logits = self(x)
-            loss = self.loss_fn(logits, y)
-            if self.guard is not None and not self.guard.check(
-                loss, logits=logits, batch=batch, batch_idx=batch_idx, global_step=self.global_step,
-                distributed=self.trainer.world_size > 1,
-            ):
-                return None
-            self._loss_sum += loss.detach() * len(y)
-            self._loss_n += len(y)
-            return loss
-
-        def on_train_epoch_end(self) -> None:
-            if self._loss_n:
-                self.log("train/loss", self._loss_sum / self._loss_n, prog_bar=True, sync_dist=True)
-
-    return _EpochLossTask
 
 
 def run_lightning(kind, x, y, bs, width, stats, steps, tmpdir, profile=None) -> dict[str, float]:
@@ -268,8 +234,7 @@ def run_lightning(kind, x, y, bs, width, stats, steps, tmpdir, profile=None) -> 
     return {**clock.result(), "trainer_s": trainer_s}
 
 
-VARIANTS = ("plain", "lightning bare", "lightning imbal", "lightning imbal no-guard", "lightning imbal epoch-loss",
-            "lightning imbal +bar+csv")
+VARIANTS = ("plain", "lightning bare", "lightning imbal", "lightning imbal no-guard", "lightning imbal +bar+csv")
 
 
 def bench(name, data, steps, reps, tmpdir):
