@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from imbal.data.airbus import read_rgb, resize_pair, to_tensor_image
+from imbal.data.airbus import read_rgb, resize_image, to_tensor_image
 from imbal.data.rle import rle_encode
 from imbal.errors import ImbalError
 from imbal.metrics_seg import label_components
@@ -54,7 +54,7 @@ def predict_masks(
         imgs = [read_rgb(p, where="predict") for p in chunk]
         sizes = [im.shape[:2] for im in imgs]
         if resize is not None:
-            imgs = [resize_pair(im, np.zeros(im.shape[:2], np.int32), int(resize))[0] for im in imgs]
+            imgs = [resize_image(im, int(resize)) for im in imgs]
         shapes = {im.shape for im in imgs}
         groups = [imgs] if len(shapes) == 1 else [[im] for im in imgs]
         masks = []

@@ -163,15 +163,22 @@ class EmptyShareSampler(Sampler[int]):
         return iter(rng.permutation(chosen).tolist())
 
 
+def resize_image(img: np.ndarray, side: int) -> np.ndarray:
+    """A uint8 ``[H, W, 3]`` image resized to ``side`` x ``side`` by area (PIL ``BOX``)."""
+    from PIL import Image
+
+    if img.shape[:2] == (side, side):
+        return img
+    return np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BOX))
+
+
 def resize_pair(img: np.ndarray, inst: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """An image (area resampling) and its instance labels (nearest neighbour) resized to ``side`` x ``side``."""
     from PIL import Image
 
-    if img.shape[:2] == (side, side):
-        return img, inst
-    im = np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BOX))
-    lab = np.asarray(Image.fromarray(inst.astype(np.int32)).resize((side, side), Image.Resampling.NEAREST))
-    return im, lab.astype(np.int32)
+    if inst.shape[:2] != (side, side):
+        inst = np.asarray(Image.fromarray(inst.astype(np.int32)).resize((side, side), Image.Resampling.NEAREST))
+    return resize_image(img, side), inst.astype(np.int32, copy=False)
 
 
 def stack_collate(batch: Sequence[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
