@@ -75,9 +75,13 @@ def test_touching_runs_decode_as_their_union():
         ("6 2 1 2", "pair 2 (1 2) is not after pair 1 (6 2)"),
         ("1 5 4 2", "pair 2 (4 2) overlaps pair 1 (1 5)"),
         ("1 x", "token 'x' is not an integer"),
+        ("1 9223372036854775807", "runs past the image"),
+        ("9223372036854775807 1", "runs past the image"),
     ],
 )
-def test_each_validation_error_names_image_and_pair(rle, needle):
+@pytest.mark.parametrize("loop_runs", [0, 10_000])  # both validation paths: array reductions, Python loop
+def test_each_validation_error_names_image_and_pair(rle, needle, monkeypatch, loop_runs):
+    monkeypatch.setattr(rle_mod, "_LOOP_RUNS", loop_runs)
     with pytest.raises(ImbalError) as exc:
         rle_decode(rle, (3, 4), image_id="abc.jpg")
     msg = str(exc.value)
