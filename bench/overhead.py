@@ -24,8 +24,11 @@ every repetition (the machine is shared, so load drifts; the table shows medians
   is a host sync per step on a GPU);
 * ``lightning bare``: a minimal LightningModule (training_step returns the loss; no log, no
   guard): Lightning's own floor;
-* ``lightning imbal +bar+csv``: the task with train.py's defaults (progress bar on, CSV
-  logger, log_every_n_steps=10; stderr sent to /dev/null).
+* ``lightning imbal +bar+csv``: the task with train.py's defaults (imbal's progress bar,
+  ``imbal.progress.ProgressBar``: redrawn at most every 0.1 s; CSV logger,
+  log_every_n_steps=10; stderr sent to /dev/null);
+* ``lightning imbal +tqdm+csv``: the same with Lightning's own ``TQDMProgressBar`` (redrawn
+  every step), the bar train.py had before.
 
 Step time: the time between consecutive ends of a training step (after the optimiser
 step), so it includes fetching the batch and every hook; median over the steps of a run
@@ -207,12 +210,17 @@ def run_lightning(kind, x, y, bs, width, stats, steps, tmpdir, profile=None) -> 
 
     module = _lightning_module(kind, stats, width)
     loader = make_loader(x, y, bs)
-    full = kind.endswith("+bar+csv")
+    full = kind.endswith("+csv")
+    callbacks = [Clock()]
+    if kind.endswith("+bar+csv"):  # train.py's bar; "+tqdm+csv": Lightning's own TQDMProgressBar
+        from imbal.progress import ProgressBar
+
+        callbacks.append(ProgressBar())
     t0 = time.perf_counter()
     kwargs = dict(
         max_steps=steps, enable_progress_bar=full, logger=False, enable_checkpointing=False,
         limit_val_batches=0, num_sanity_val_steps=0, enable_model_summary=False,
-        accelerator="auto", devices=1, default_root_dir=tmpdir, callbacks=[Clock()],
+        accelerator="auto", devices=1, default_root_dir=tmpdir, callbacks=callbacks,
     )
     if full:
         from lightning.pytorch.loggers import CSVLogger
@@ -234,7 +242,8 @@ def run_lightning(kind, x, y, bs, width, stats, steps, tmpdir, profile=None) -> 
     return {**clock.result(), "trainer_s": trainer_s}
 
 
-VARIANTS = ("plain", "lightning bare", "lightning imbal", "lightning imbal no-guard", "lightning imbal +bar+csv")
+VARIANTS = ("plain", "lightning bare", "lightning imbal", "lightning imbal no-guard", "lightning imbal +bar+csv",
+            "lightning imbal +tqdm+csv")
 
 
 def bench(name, data, steps, reps, tmpdir):

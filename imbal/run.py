@@ -384,6 +384,7 @@ def _pid_alive(pid: int) -> bool:
 def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 
     from imbal.loggers import finish_loggers, log_config
 
@@ -405,6 +406,12 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     loggers = _instantiate_dict(cfg.get("logger"))
     log_config(loggers, OmegaConf.to_container(cfg, resolve=True))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_kwargs.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBarBase) for c in callbacks):
+        from imbal.progress import ProgressBar
+
+        # Lightning's tqdm bar, redrawn at most every 0.1 s (not on every step); a bar given
+        # in callbacks (e.g. Lightning's RichProgressBar) replaces it.
+        callbacks.append(ProgressBar())
     from hydra.utils import instantiate
 
     options = {key: trainer_kwargs.pop(key, None) for key in IMBAL_TRAINER_KEYS}
