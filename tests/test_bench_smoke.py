@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
         ("overhead.py", "| workload | data | variant |"),
         ("data.py", "| data | module | workers |"),
         ("e2e.py", "| command | wall s |"),
+        ("throughput.py", "| workload | variant | images/s |"),
     ],
 )
 def test_bench_quick(script, header):
