@@ -266,4 +266,7 @@ def test_bench_runs_quick(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + 19 + 13 + 1  # header, multiclass, multilabel, seed loop
+    tasks = [r.split("|")[2].strip() for r in rows[1:]]
+    # header; multiclass (noise floor + 18) + the seed loop row; multilabel; segmentation masks
+    assert (len(rows), tasks.count("multiclass"), tasks.count("multilabel"), tasks.count("segmentation")) == (
+        1 + 20 + 11 + 12, 20, 11, 12)
