@@ -19,21 +19,7 @@ printed) then ``--steps`` timed steps.  Variants run in turn inside each repetit
 ratios to fp32 of the same repetition see the same machine load; the table gives the
 median over repetitions of steps/s and of the ratio.
 
-Measured 2026-11-22 14:28 UTC (``--steps 8 --reps 3``), 2 CPU cores (x86_64) shared with a training
-sweep (load average 5.8-8.6 during the run), torch 2.14.1+cu130 (CPU), 2 torch threads:
-
-| variant | steps/s (median) | ratio to fp32 (median) | ratios per rep | warm-up s (first rep) |
-| --- | ---: | ---: | --- | ---: |
-| fp32 | 0.18 | 1.00x | 1.00, 1.00, 1.00 | 12.9 |
-| bf16-mixed | 0.08 | 0.63x | 0.44, 0.63, 0.86 | 33.3 |
-| channels_last | 0.16 | 1.19x | 0.86, 1.19, 1.72 | 24.5 |
-| compile | 0.18 | 1.44x | 0.84, 1.44, 1.63 | 217.6 |
-| bf16-mixed+channels_last | 0.17 | 1.14x | 1.14, 1.24, 0.96 | 16.1 |
-
-bf16-mixed is slower in every repetition (no bf16 matmul units on this CPU); channels_last and
-compile move both ways with the load; compile's first warm-up (217.6 s) is inductor building its
-kernels (later repetitions hit its on-disk cache: 9-17 s).  Hence every option defaults to off
-in ``conf/trainer/default.yaml``.  GPU figures are pending a GPU machine.
+The latest figures, with date, machine and load, are in bench/README.md ("Trainer options").
 """
 
 from __future__ import annotations
