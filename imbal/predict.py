@@ -122,10 +122,7 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) ->
     from imbal.run import build_parts
 
     run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        raise ImbalError(f"predict: {summary} not found; expected the directory of a finished run")
-    info = json.loads(summary.read_text())
+    info = _run_summary(run_dir)
     cfg = OmegaConf.create(info["config"])
     ckpt = Path(checkpoint) if checkpoint else Path(info.get("best_checkpoint") or run_dir / "checkpoints" / "last.ckpt")
     if not ckpt.is_file():
@@ -136,9 +133,15 @@ def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) ->
     return task.eval()
 
 
+def _run_summary(run_dir: Path) -> dict:
+    summary = run_dir / "summary.json"
+    if not summary.is_file():
+        raise ImbalError(f"predict: {summary} not found; expected the directory of a finished run")
+    return json.loads(summary.read_text())
+
+
 def predict_run(run_dir: str | Path, image_dir: str | Path, out_csv: str | Path, **kwargs) -> dict[str, int]:
     """:func:`write_submission` with the model of a finished run (and its ``data.resize``)."""
     if "resize" not in kwargs:
-        info = json.loads((Path(run_dir) / "summary.json").read_text()) if (Path(run_dir) / "summary.json").is_file() else {}
-        kwargs["resize"] = ((info.get("config") or {}).get("data") or {}).get("resize")
+        kwargs["resize"] = ((_run_summary(Path(run_dir)).get("config") or {}).get("data") or {}).get("resize")
     return write_submission(load_run_model(run_dir), image_dir, out_csv, **kwargs)
