@@ -117,14 +117,10 @@ class InMemoryDataModule(DataModuleBase):
         return identity
 
     def _device_loader(self, split: str):
-        from imbal.data import on_device
+        from imbal.data.on_device import split_loader
 
-        if self._device_splits is None:
-            self._device_splits = on_device.DeviceSplits()
         x, y = self.splits[split].tensors[:2]
-        if split == "train":
-            return on_device.train_device_loader(self, x, y, self.device_transform(split), splits=self._device_splits)
-        return on_device.eval_device_loader(self, x, y, self.device_transform(split), splits=self._device_splits)
+        return split_loader(self, split, x, y, self.device_transform(split))
 
     def train_dataloader(self) -> DataLoader:
         if self.on_device:

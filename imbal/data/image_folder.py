@@ -242,16 +242,12 @@ class ImageFolderLTDataModule(DataModuleBase):
         return self._decoded[split]
 
     def _device_loader(self, split: str):
-        from imbal.data import on_device
+        from imbal.data.on_device import PadCropFlipNormalize, split_loader
 
-        if self._device_splits is None:
-            self._device_splits = on_device.DeviceSplits()
         x, y = self.decoded(split)
-        tf = on_device.PadCropFlipNormalize(self.mean, self.std, padding=max(1, self.image_size // 8),
-                                            augment=self.augment and split == "train")
-        if split == "train":
-            return on_device.train_device_loader(self, x, y, tf, splits=self._device_splits)
-        return on_device.eval_device_loader(self, x, y, tf, splits=self._device_splits)
+        tf = PadCropFlipNormalize(self.mean, self.std, padding=max(1, self.image_size // 8),
+                                  augment=self.augment and split == "train")
+        return split_loader(self, split, x, y, tf)
 
     def train_dataloader(self) -> DataLoader:
         if self.on_device:

@@ -230,3 +230,15 @@ def eval_device_loader(datamodule: Any, x: Tensor, y: Tensor, transform: BatchTr
     xd, yd = (splits or DeviceSplits()).get(x, y, device_of(datamodule))
     sampler = eval_sampler(len(y)) or range(len(y))
     return DeviceLoader(xd, yd, sampler=sampler, batch_size=datamodule.batch_size, transform=transform)
+
+
+def split_loader(datamodule: Any, split: str, x: Tensor, y: Tensor, transform: BatchTransform) -> DeviceLoader:
+    """The :class:`DeviceLoader` of ``split`` of a data module: the training loader for
+    ``"train"``, an evaluation loader otherwise.  The device copies of the splits are kept
+    on the data module (``datamodule._device_splits``), so each split is moved once."""
+    splits = getattr(datamodule, "_device_splits", None)
+    if splits is None:
+        splits = datamodule._device_splits = DeviceSplits()
+    if split == "train":
+        return train_device_loader(datamodule, x, y, transform, splits=splits)
+    return eval_device_loader(datamodule, x, y, transform, splits=splits)
