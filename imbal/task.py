@@ -32,7 +32,7 @@ def gather_outputs(local: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 class ImbalanceTask(L.LightningModule):
-    """One LightningModule for ``multiclass``, ``binary`` and ``multilabel`` (shapes in DESIGN.md).
+    """One LightningModule for ``multiclass``, ``binary`` and ``multilabel`` (shapes in imbal.kinds and docs/design.md).
 
     Args:
         backbone: maps inputs to features ``[N, D]`` and has ``out_features``.

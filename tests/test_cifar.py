@@ -70,7 +70,7 @@ def test_val_from_train_is_balanced_and_disjoint(cifar_root):
     train_x = dm.splits["train"].tensors[0].reshape(len(dm.splits["train"]), -1)
     val_rows = {bytes(r.numpy()) for r in val_x.reshape(30, -1)}
     assert not val_rows & {bytes(r.numpy()) for r in train_x}
-    assert dm.stats.extra["val_from"] == "train"
+    assert dm.stats.val_from == "train"
 
 
 def test_cifar100_lt(cifar_root):
@@ -152,7 +152,7 @@ def test_bad_label_and_bad_options(tmp_path):
 
 def test_cifar10_lt_end_to_end(make_cfg, tmp_path, cifar_root):
     """`data=cifar10_lt data.root=<it>`: one epoch of ResNet-32 (1 block per stage), summary, manifest."""
-    from imbal.run import train
+    from imbal.runner import train
 
     rd = tmp_path / "run"
     cfg = make_cfg("data=cifar10_lt", f"data.root={cifar_root}", "data.ratio=10", "data.num_workers=0",
@@ -167,7 +167,9 @@ def test_cifar10_lt_end_to_end(make_cfg, tmp_path, cifar_root):
     assert s["test"]["medium_shot_accuracy"] == s["test"]["per_class_recall"][0]
     assert s["test"]["few_shot_accuracy"] == pytest.approx(np.mean(s["test"]["per_class_recall"][1:]))
     assert "many_shot_accuracy" not in s["test"]
-    assert set(s["posthoc"]) == {"la", "la_tuned", "tau_norm"} and s["val_from"] == "test"
+    assert set(s["posthoc"]) == {"la", "la_tuned", "tau_norm"}
+    assert json.loads((rd / "data_stats.json").read_text())["val_from"] == "test"
+    assert "val_from=test" in s["posthoc"]["la_tuned"]["tuned_on"]
     m = json.loads((rd / "data_manifest.json").read_text())
     assert m["data"] == "cifar10_lt" and m["class_counts"] == s["class_counts"]
 

@@ -1,4 +1,4 @@
-"""Each loss of issue 3 against an independent computation: a reference library, the paper's
+"""Each loss of the library against an independent computation: a reference library, the paper's
 formula written out in the test, or numbers computed by hand."""
 
 from __future__ import annotations

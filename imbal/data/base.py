@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from imbal.data.loaders import eval_loader, train_loader
 from imbal.data.stats import DataStats
@@ -31,7 +31,7 @@ class DataModuleBase(L.LightningDataModule):
     """What every imbal data module shares: ``stats`` after ``setup()``, and its manifest in the run dir.
 
     Subclasses set ``self._stats`` in ``setup()`` and fill ``self.manifest`` (class counts,
-    seed, index hashes, ...); ``imbal.run`` saves it and compares it on resume.
+    seed, index hashes, ...); the runner saves it and compares it on resume.
     """
 
     name = "data"
@@ -42,6 +42,43 @@ class DataModuleBase(L.LightningDataModule):
         if self._stats is None:
             raise RuntimeError("call setup() before reading the data module's stats")
         return self._stats
+
+    # -- loaders: one hook --------------------------------------------------
+    def device_transform(self, split: str):
+        """The batch transform of ``split`` on the device (``on_device``): tensors stored ready by default."""
+        from imbal.data.on_device import identity
+
+        return identity
+
+    def device_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels) of ``split`` as whole tensors, for ``on_device``."""
+        return self.splits[split].tensors[0], self.splits[split].tensors[1]
+
+    def labels(self, split: str) -> torch.Tensor:
+        """Integer labels of ``split`` (what a class-aware sampler weighs)."""
+        return self.splits[split].tensors[1]
+
+    def loader(self, split: str):
+        """A DataLoader (or, with ``on_device``, a device batch iterator) over ``split``; shared by every
+        module that keeps ``self.splits`` and a ``batch_size``."""
+        if getattr(self, "on_device", False):
+            from imbal.data.on_device import split_loader
+
+            x, y = self.device_tensors(split)
+            return split_loader(self, split, x, y, self.device_transform(split))
+        if split == "train":
+            return train_loader(self.splits["train"], labels=self.labels("train"), batch_size=self.batch_size,
+                                seed=self.seed, sampler_cfg=self.sampler_cfg, num_workers=self.num_workers)
+        return eval_loader(self.splits[split], batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> Iterable:
+        return self.loader("train")
+
+    def val_dataloader(self) -> Iterable:
+        return self.loader("val")
+
+    def test_dataloader(self) -> Iterable:
+        return self.loader("test")
 
     def save_manifest(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / "data_manifest.json"
@@ -82,6 +119,8 @@ class InMemoryDataModule(DataModuleBase):
         self.class_names: list[str] = []
         self.manifest: dict[str, Any] = {}
         self.extra: dict[str, Any] = {}
+        #: typed DataStats fields a subclass knows (val_from, num_train, test_prior)
+        self.stats_fields: dict[str, Any] = {}
         self._stats: DataStats | None = None
 
     # -- to implement --------------------------------------------------
@@ -107,43 +146,9 @@ class InMemoryDataModule(DataModuleBase):
             modality=self.modality,
             input_shape=tuple(self.splits["train"].tensors[0].shape[1:]),
             extra=dict(self.extra),
+            **{"num_train": len(y), **self.stats_fields},
         )
         self.manifest.setdefault("class_counts", counts)
-
-    def device_transform(self, split: str):
-        """The batch transform of ``split`` on the device (``on_device``): tensors stored ready by default."""
-        from imbal.data.on_device import identity
-
-        return identity
-
-    def _device_loader(self, split: str):
-        from imbal.data.on_device import split_loader
-
-        x, y = self.splits[split].tensors[:2]
-        return split_loader(self, split, x, y, self.device_transform(split))
-
-    def train_dataloader(self) -> DataLoader:
-        if self.on_device:
-            return self._device_loader("train")
-        ds = self.splits["train"]
-        return train_loader(
-            ds,
-            labels=ds.tensors[1],
-            batch_size=self.batch_size,
-            seed=self.seed,
-            sampler_cfg=self.sampler_cfg,
-            num_workers=self.num_workers,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        if self.on_device:
-            return self._device_loader("val")
-        return eval_loader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        if self.on_device:
-            return self._device_loader("test")
-        return eval_loader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)
 
 
 def balanced_holdout(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -290,7 +290,7 @@ class CIFARLTDataModule(InMemoryDataModule):
             "test": test,
         }
         self.class_names = classes
-        self.extra = {"val_from": self.val_from}
+        self.stats_fields = {"val_from": self.val_from, "num_train": int(sum(counts))}
         self.manifest = {
             "dataset": self.title,
             "root": os.path.abspath(self.root),

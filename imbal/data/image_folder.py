@@ -12,18 +12,14 @@ lazily (a tree may not fit in memory), resized to ``image_size`` squares.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Callable
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from imbal.data.base import DataModuleBase, balanced_holdout
-from imbal.data.loaders import eval_loader, train_loader
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
 from imbal.data.stats import DataStats
 from imbal.errors import ImbalError
@@ -210,7 +206,8 @@ class ImageFolderLTDataModule(DataModuleBase):
             class_names=classes,
             modality=self.modality,
             input_shape=(3, self.image_size, self.image_size),
-            extra={"val_from": "val_root" if self.val_root else "train"},
+            num_train=int(sum(counts)),
+            val_from="val_root" if self.val_root else "train",
         )
         self.manifest = {
             "root": os.path.abspath(self.root),
@@ -241,27 +238,14 @@ class ImageFolderLTDataModule(DataModuleBase):
             self._decoded[split] = (torch.cat(xs), ds.targets.clone())
         return self._decoded[split]
 
-    def _device_loader(self, split: str):
-        from imbal.data.on_device import PadCropFlipNormalize, split_loader
+    def device_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decoded(split)
 
-        x, y = self.decoded(split)
-        tf = PadCropFlipNormalize(self.mean, self.std, padding=max(1, self.image_size // 8),
-                                  augment=self.augment and split == "train")
-        return split_loader(self, split, x, y, tf)
+    def device_transform(self, split: str):
+        from imbal.data.on_device import PadCropFlipNormalize
 
-    def train_dataloader(self) -> DataLoader:
-        if self.on_device:
-            return self._device_loader("train")
-        ds = self.splits["train"]
-        return train_loader(ds, labels=ds.targets, batch_size=self.batch_size, seed=self.seed,
-                            sampler_cfg=self.sampler_cfg, num_workers=self.num_workers)
+        return PadCropFlipNormalize(self.mean, self.std, padding=max(1, self.image_size // 8),
+                                    augment=self.augment and split == "train")
 
-    def val_dataloader(self) -> DataLoader:
-        if self.on_device:
-            return self._device_loader("val")
-        return eval_loader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
-
-    def test_dataloader(self) -> DataLoader:
-        if self.on_device:
-            return self._device_loader("test")
-        return eval_loader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)
+    def labels(self, split: str) -> torch.Tensor:
+        return self.splits[split].targets

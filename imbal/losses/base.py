@@ -15,8 +15,8 @@ REDUCTIONS = ("mean", "sum", "none")
 class ImbalanceLoss(nn.Module):
     """Base class of the built-in losses (a plugin need not use it).
 
-    The contract (DESIGN.md): ``forward(logits, target) -> scalar`` with the
-    task shapes of DESIGN.md, a class attribute ``tasks`` naming the task kinds
+    The contract (docs/design.md): ``forward(logits, target) -> scalar`` with the
+    task shapes of imbal.kinds, a class attribute ``tasks`` naming the task kinds
     the loss supports, keyword-only hyper-parameters with the authors'
     defaults, and data-dependent inputs (``class_counts``, ``num_classes``,
     ``task``, ``test_prior``) asked for by name in ``__init__``.
@@ -83,12 +83,13 @@ def log_prior(class_counts: Sequence[float], *, loss: str) -> Tensor:
 
 
 def as_elementwise(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Float32 logits and a float target of the same shape, for per-element (sigmoid) losses.
+    """Float32 logits (float64 stays float64) and a float target of the same shape, for per-element
+    (sigmoid) losses.
 
-    Accepts the DESIGN.md shapes: binary ``[N]``/``[N]``, multilabel ``[N, C]``/``[N, C]``,
+    Accepts the imbal.kinds shapes: binary ``[N]``/``[N]``, multilabel ``[N, C]``/``[N, C]``,
     binary segmentation logits ``[N, 1, H, W]`` with target ``[N, H, W]`` (or ``[N, 1, H, W]``).
     """
-    x = logits.float()
+    x = logits if logits.dtype == torch.float64 else logits.float()
     t = target.to(x.dtype)
     if t.shape != x.shape:
         if x.ndim == t.ndim + 1 and x.shape[1] == 1:
@@ -98,7 +99,7 @@ def as_elementwise(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return x, t
 
 
-# -- shared helpers of the loss library (issue 3) --------------------------------------
+# -- shared helpers of the loss library ----------------------------------------------
 
 
 def check_gamma(gamma: float, *, loss: str, name: str = "gamma") -> float:
@@ -203,9 +204,6 @@ def elementwise(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     the target is cast to the logits' dtype and reshaped as in :func:`as_elementwise`.
     """
     try:
-        x, t = as_elementwise(logits, target)
+        return as_elementwise(logits, target)
     except ValueError as exc:
         raise ImbalError(str(exc)) from None
-    if logits.dtype == torch.float64:
-        return logits, t.to(torch.float64)
-    return x, t

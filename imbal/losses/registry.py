@@ -32,9 +32,6 @@ GROUP = "imbal.losses"
 #: ``__init__`` signature.  Nothing else is ever injected.
 INJECTABLE = ("class_counts", "num_classes", "task", "test_prior")
 
-#: Task kinds (see DESIGN.md) a loss may declare in its ``tasks`` attribute.
-TASKS = ("multiclass", "binary", "multilabel", "segmentation")
-
 _OWN_PACKAGE = "imbal"
 
 

@@ -79,6 +79,6 @@ def logit_adjustment_tuned(ctx: PosthocContext, *, grid: Sequence[float] = TAU_G
     ctx.info["la_tuned"] = {
         "tau": tau,
         "val_balanced_accuracy": val_bacc,
-        "tuned_on": f"val (val_from={ctx.stats.extra.get('val_from', 'data default')})",
+        "tuned_on": f"val (val_from={ctx.stats.val_from or 'data default'})",
     }
     return {"la_tuned": adjust_logits(ctx.test_logits, p, tau)}

@@ -107,7 +107,7 @@ def _train_prior(ctx: PosthocContext, train_prior) -> Tensor:
             raise ImbalError("post-hoc prior_shift needs the training class counts, but the data provides none")
         counts = torch.as_tensor(stats.class_counts, dtype=torch.float64)
         if stats.task == "multilabel":
-            n = float(ctx.stats.extra.get("num_train", 0)) or None
+            n = float(ctx.stats.num_train or 0) or None
             if n is None:
                 raise ImbalError("post-hoc prior_shift on multilabel data needs train_prior as positive rates")
             return _prior_vector((counts / n).tolist(), c, "multilabel", "train_prior")

@@ -57,6 +57,6 @@ def tau_normalisation(ctx: PosthocContext, *, grid: Sequence[float] = TAU_GRID) 
     ctx.info["tau_norm"] = {
         "tau": tau,
         "val_balanced_accuracy": val_bacc,
-        "tuned_on": f"val (val_from={ctx.stats.extra.get('val_from', 'data default')})",
+        "tuned_on": f"val (val_from={ctx.stats.val_from or 'data default'})",
     }
     return {"tau_norm": tau_normalised_logits(ctx.test_features, w, tau)}
