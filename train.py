@@ -6,21 +6,13 @@ import hydra
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue
 
-from imbal.config import check_choices, check_output_dirs, conf_dir, register_configs
+from imbal.config import conf_dir
 from imbal.errors import ImbalError, exit_with
-
-try:
-    register_configs()
-    _args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    check_choices(_args)
-    check_output_dirs(_args)
-except ImbalError as err:
-    exit_with(err)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
 def main(cfg: DictConfig) -> float:
-    from imbal.run import train
+    from imbal.runner import train
 
     try:
         return train(cfg)
@@ -31,5 +23,18 @@ def main(cfg: DictConfig) -> float:
         exit_with(ImbalError(f"missing value for {err.full_key}: set it on the command line ({err.full_key}=...)"))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Check the command line in one-line errors, then hand it to Hydra."""
+    from imbal.config import check_choices, check_output_dirs, register_configs, split_argv
+
+    try:
+        register_configs()
+        check_choices(sys.argv[1:])
+        check_output_dirs(split_argv(sys.argv[1:])[1])
+    except ImbalError as err:
+        exit_with(err)
     main()
+
+
+if __name__ == "__main__":
+    cli()

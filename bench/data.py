@@ -60,7 +60,7 @@ def compose(*overrides: str):
 
 
 def build(cfg):
-    from imbal.run import _instantiate
+    from imbal.runner.build import instantiate as _instantiate
 
     dm = _instantiate(cfg.data)
     t0 = time.perf_counter()

@@ -10,10 +10,10 @@ Every figure is a subprocess started from this one, as a user would start it:
   ``loss=ce``, which refuses the segmentation task; synthetic set from the user's
   cache, generated on first use); and, unless ``--no-full``/``--quick``, the plain default
   ``python train.py`` (30 epochs: the issue's target is under 30 s).  The wall time is split
-  into the run's own ``wall time`` (printed by imbal.run.train, from the start of ``train()``)
+  into the run's own ``wall time`` (printed by imbal.runner.train, from the start of ``train()``)
   and everything before it (interpreter, imports, Hydra composition);
 * ``imbal losses`` (target: under 3 s);
-* ``python -c "import imbal.run"``, ``import torch``, ``import lightning`` against ``python -c pass``;
+* ``python -c "import imbal.runner"``, ``import torch``, ``import lightning`` against ``python -c pass``;
 * wall and CPU seconds (user + sys of the child: on a shared machine the steadier figure);
 * which heavy modules (wandb, transformers, tokenizers, matplotlib,
   segmentation_models_pytorch, timm, pandas, sklearn, scipy, torchvision, tensorboard)
@@ -157,8 +157,8 @@ def main() -> None:
         # -- imports ------------------------------------------------------------
         imp = {}
         for label, code in (("python -c pass", "pass"), ("import torch", "import torch"),
-                            ("import lightning", "import lightning"), ("import imbal.run", "import imbal.run"),
-                            ("import imbal.run, imbal.task", "import imbal.run, imbal.task")):
+                            ("import lightning", "import lightning"), ("import imbal.runner", "import imbal.runner"),
+                            ("import imbal.runner, imbal.task", "import imbal.runner, imbal.task")):
             ws, cs = [], []
             for _ in range(max(3, reps)):
                 w, p = timed([py, "-c", code])
@@ -192,8 +192,8 @@ def main() -> None:
         heavy = json.loads(who.read_text()) if who.is_file() else {}
         cum = importtime_table(p.stderr)
         hook_err = None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["?"])[-1]
-        # what import imbal.run alone costs, by top-level module
-        _, p2 = timed([py, "-X", "importtime", "-c", "import imbal.run"])
+        # what import imbal.runner alone costs, by top-level module
+        _, p2 = timed([py, "-X", "importtime", "-c", "import imbal.runner"])
         cum_run = importtime_table(p2.stderr)
 
     import lightning
@@ -219,7 +219,7 @@ def main() -> None:
     if hook_err:
         print(f"(the hooked run failed: {hook_err})\n")
     print("| module | imported | cumulative import s | repo line on the stack | line that imports it | "
-          "in `import imbal.run`? |")
+          "in `import imbal.runner`? |")
     print("| --- | --- | ---: | --- | --- | --- |")
     for m in HEAVY:
         if m in heavy:
@@ -231,7 +231,7 @@ def main() -> None:
         else:
             print(f"| {m} | no | | | | {'yes' if m in cum_run else 'no'} |")
     top = sorted(((v, k) for k, v in cum_run.items() if "." not in k), reverse=True)[:12]
-    print("\nTop-level modules by cumulative import time in `python -X importtime -c 'import imbal.run'`: "
+    print("\nTop-level modules by cumulative import time in `python -X importtime -c 'import imbal.runner'`: "
           + ", ".join(f"{k} {v:.2f}s" for v, k in top))
     print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s")
 

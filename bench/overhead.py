@@ -18,14 +18,14 @@ every repetition (the machine is shared, so load drifts; the table shows medians
 
 * ``plain``: ``for x, y in loader: zero_grad; loss = ce(head(backbone(x)), y); backward; step``;
 * ``lightning imbal``: ``imbal.task.ImbalanceTask`` with imbal's loss and NaN guard, as
-  ``imbal.run.build_parts`` builds it, under ``Trainer(max_steps, enable_progress_bar=False,
+  ``imbal.runner.build_parts`` builds it, under ``Trainer(max_steps, enable_progress_bar=False,
   logger=False, enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0)``;
 * ``lightning imbal no-guard``: the same without the NaN guard (its ``isfinite().item()``
   is a host sync per step on a GPU);
 * ``lightning bare``: a minimal LightningModule (training_step returns the loss; no log, no
   guard): Lightning's own floor;
 * ``lightning imbal +bar+csv``: the task with train.py's defaults (imbal's progress bar,
-  ``imbal.progress.ProgressBar``: redrawn at most every 0.1 s; CSV logger,
+  ``imbal.callbacks.progress.ProgressBar``: redrawn at most every 0.1 s; CSV logger,
   log_every_n_steps=10; stderr sent to /dev/null);
 * ``lightning imbal +tqdm+csv``: the same with Lightning's own ``TQDMProgressBar`` (redrawn
   every step), the bar train.py had before.
@@ -213,7 +213,7 @@ def run_lightning(kind, x, y, bs, width, stats, steps, tmpdir, profile=None) -> 
     full = kind.endswith("+csv")
     callbacks = [Clock()]
     if kind.endswith("+bar+csv"):  # train.py's bar; "+tqdm+csv": Lightning's own TQDMProgressBar
-        from imbal.progress import ProgressBar
+        from imbal.callbacks.progress import ProgressBar
 
         callbacks.append(ProgressBar())
     t0 = time.perf_counter()
@@ -318,7 +318,7 @@ def main() -> None:
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from imbal.run import quiet_known_warnings
+    from imbal.runner.env import quiet_known_warnings
 
     quiet_known_warnings()
 
@@ -341,7 +341,6 @@ def main() -> None:
         if args.profile:
             profile_run(digits_data("mlp"), 300 if not args.quick else 20, tmpdir)
 
-    import lightning
 
     print(f"# imbal Lightning overhead bench, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     dev = device()

@@ -3,7 +3,7 @@
     python bench/trainer_options.py [--steps 24] [--reps 3] [--batch 128] [--threads N] [--only NAME,...]
 
 Variants (one fresh model each, same init), the options applied by the code ``train.py`` runs
-(:func:`imbal.run.apply_trainer_options` on the backbone):
+(:func:`imbal.runner.trainer_options.apply_trainer_options` on the backbone):
 
 * ``fp32``: ``trainer.precision=32-true``, the baseline;
 * ``bf16-mixed``: ``torch.autocast(device, bfloat16)`` around forward and loss, which is what
@@ -51,7 +51,7 @@ VARIANTS = {
 
 def make(variant: dict, device: torch.device, seed: int = 0):
     from imbal.models.resnet_cifar import ResNetCifar
-    from imbal.run import apply_trainer_options
+    from imbal.runner.trainer_options import apply_trainer_options
 
     torch.manual_seed(seed)
     backbone = ResNetCifar(in_shape=(3, 32, 32), blocks=5, width=1).to(device)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 from imbal.errors import ImbalError
-
-#: Config groups whose options a user picks on the command line.
-GROUPS = ("data", "model", "loss", "sampler", "optimizer", "trainer", "logger", "experiment", "hparams_search")
-
 
 def conf_dir() -> Path:
     """The ``conf/`` directory: the repository's when run from a checkout, else the installed copy."""
@@ -81,54 +76,165 @@ def register_configs() -> list[str]:
     return stored
 
 
-def options(group: str) -> list[str]:
-    """Every valid choice of a group: YAML files, plus registered losses for ``loss``."""
-    opts = set(yaml_options(group))
-    if group == "loss":
-        from imbal.losses import registry
+class ConfigSearch:
+    """The config groups and options Hydra will see for a command line, asked of Hydra itself.
 
-        opts |= set(registry.available())
-    return sorted(opts)
-
-
-_CHOICE = re.compile(r"^(?P<prefix>[+~]{0,2})(?P<group>[a-z_]+)=(?P<value>.*)$")
-
-
-def check_choices(overrides: Iterable[str]) -> None:
-    """Refuse an unknown group option with one line naming the valid choices.
-
-    Hydra's own message for this spans many lines (and the search path); this
-    check runs first on the command line's overrides.  Sweep values
-    (``loss=ce,focal``) are checked one by one; ranges, globs and interpolations
-    are left to Hydra.
+    Built from the same search path Hydra builds for ``train.py`` (imbal's ``conf/``,
+    search-path plugins, ``--config-dir``, ``hydra.searchpath=[...]`` and every node in
+    Hydra's ConfigStore, where the registered losses are), so a user's YAML is a valid
+    choice in every group.  Hydra has no public call for this: it uses the same internal
+    classes its own ``hydra.main`` uses (``hydra._internal``).
     """
-    for arg in overrides:
-        m = _CHOICE.match(arg)
-        if not m or m["group"] not in GROUPS or m["prefix"].startswith("~"):
+
+    def __init__(self, config_dir: str | None = None, overrides: Iterable[str] = (), config_name: str = "train"):
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.utils import create_config_search_path
+        from hydra.core.config_search_path import SearchPathQuery
+
+        search_path = create_config_search_path(str(conf_dir()))
+        if config_dir:
+            path = Path(config_dir).expanduser().absolute()
+            if not path.is_dir():
+                raise ImbalError(f"--config-dir {config_dir}: no such directory")
+            search_path.prepend("command-line", f"file://{path}", anchor=SearchPathQuery(provider="schema"))
+        self.loader = ConfigLoaderImpl(config_search_path=search_path)
+        self.config_name = config_name
+        self.overrides = [o for o in overrides if o.lstrip("+~").startswith("hydra.searchpath=")]
+
+    def groups(self) -> list[str]:
+        """The top-level config groups (``hydra`` left out: Hydra checks its own)."""
+        groups = self.loader.get_group_options("", results_filter=_group_type(), config_name=self.config_name,
+                                               overrides=self.overrides)
+        return sorted(g for g in groups if g != "hydra")
+
+    def options(self, group: str) -> list[str]:
+        return sorted(self.loader.get_group_options(group, config_name=self.config_name, overrides=self.overrides))
+
+    def load(self, group: str, option: str) -> dict:
+        """An option's own YAML/ConfigStore node (its defaults list not applied), as a dict."""
+        from omegaconf import OmegaConf
+
+        found = self.loader.repository.load_config(f"{group}/{option}")
+        if found is None:
+            return {}
+        node = OmegaConf.to_container(found.config, resolve=False)
+        return node if isinstance(node, dict) else {}
+
+
+def _group_type():
+    from hydra.core.object_type import ObjectType
+
+    return ObjectType.GROUP
+
+
+#: Hydra's command-line flags that take a value, by their long name
+_VALUE_FLAGS = {"-cd": "--config-dir", "--config-dir": "--config-dir", "-cn": "--config-name",
+                "--config-name": "--config-name", "-cp": "--config-path", "--config-path": "--config-path",
+                "-c": "--cfg", "--cfg": "--cfg", "-p": "--package", "--package": "--package",
+                "--experimental-rerun": "--experimental-rerun"}
+_INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def split_argv(argv: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """A ``train.py`` command line as (Hydra's flags -> value, overrides)."""
+    argv = list(argv)
+    flags: dict[str, str] = {}
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _VALUE_FLAGS and eq:
+            flags[_VALUE_FLAGS[name]] = value
+        elif arg in _VALUE_FLAGS and i + 1 < len(argv):
+            flags[_VALUE_FLAGS[arg]] = argv[i + 1]
+            i += 1
+        elif arg in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in _INFO_VALUES:
+            flags["--info"] = argv[i + 1]
+            i += 1
+        elif arg.startswith("-"):
+            flags[arg] = ""
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def config_search(argv: Iterable[str] = ()) -> ConfigSearch:
+    """:class:`ConfigSearch` of a ``train.py`` command line (``--config-dir``/``-cd``, ``--config-name``/``-cn``)."""
+    flags, overrides = split_argv(argv)
+    return ConfigSearch(flags.get("--config-dir"), overrides, flags.get("--config-name") or "train")
+
+
+def _choice_values(override) -> list[str] | None:
+    """The option names an override picks (several for a sweep ``a,b``); None when it names no plain option."""
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    value = override.value()
+    values = value.list if isinstance(value, ChoiceSweep) else [value]
+    if not all(isinstance(v, str) for v in values) or any("${" in v or "*" in v for v in values):
+        return None
+    return [v for v in values if v not in ("", "null")]
+
+
+def check_choices(argv: Iterable[str], search: ConfigSearch | None = None) -> None:
+    """Refuse an unknown group option with one line naming the valid choices (a user's YAMLs included).
+
+    Hydra's own message for this spans many lines (and the search path); this check runs
+    first on the command line's overrides, parsed by Hydra's own override parser.  Sweep
+    values (``loss=ce,focal``) are checked one by one; ranges, globs and interpolations are
+    left to Hydra, as is a command line it cannot parse.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    args = split_argv(argv)[1]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except HydraException:
+        return
+    candidates = [o for o in parsed if not o.is_delete() and o.package is None and "." not in o.key_or_group]
+    if not candidates:
+        return
+    search = search or config_search(argv)
+    groups = set(search.groups())
+    for override in candidates:
+        group = override.key_or_group
+        values = _choice_values(override) if group in groups else None
+        if not values:
             continue
-        raw = m["value"]
-        if any(ch in raw for ch in "()[]{}$*") or raw in ("", "null"):
-            continue
-        valid = options(m["group"])
-        for value in raw.split(","):
+        valid = search.options(group)
+        registered: list[str] = []
+        if group == "loss":
+            from imbal.losses import registry
+
+            # a registered loss whose plugin fails to import has no config node: it is still a
+            # valid name, and asking for it reports the plugin's error in one line
+            registered = registry.available()
+            valid = sorted(set(valid) | set(registered))
+        for value in values:
             if value not in valid:
-                raise ImbalError(
-                    f"unknown {m['group']} '{value}'; choose one of: {', '.join(valid)}"
-                )
-            if m["group"] == "loss" and value not in yaml_options("loss"):
-                from imbal.losses import registry
-
-                registry.get(value)  # a plugin that fails to load says so here, in one line
+                raise ImbalError(f"unknown {group} '{value}'; choose one of: {', '.join(valid)}")
+            if value in registered:
+                registry.get(value)
 
 
-def model_accepts(model: str) -> list[str]:
+def model_accepts(model: str, search: ConfigSearch | None = None) -> list[str]:
     """Modalities a model config accepts (its ``accepts`` key)."""
-    from omegaconf import OmegaConf
+    search = search or running_search()
+    return list(search.load("model", model).get("accepts") or [])
 
-    path = conf_dir() / "model" / f"{model}.yaml"
-    if not path.is_file():
-        return []
-    return list(OmegaConf.load(path).get("accepts", []))
+
+def running_search() -> ConfigSearch:
+    """The search of the running Hydra app (its ``--config-dir`` included), else imbal's own ``conf/``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    gh = GlobalHydra.instance()
+    if gh.is_initialized():
+        search = ConfigSearch.__new__(ConfigSearch)
+        search.loader, search.config_name, search.overrides = gh.config_loader(), "train", []
+        return search
+    return ConfigSearch()
 
 
 def check_compatible(data_name: str, modality: str, model_name: str, accepts: Iterable[str]) -> None:
@@ -136,7 +242,8 @@ def check_compatible(data_name: str, modality: str, model_name: str, accepts: It
     accepts = list(accepts)
     if modality in accepts:
         return
-    fitting = [m for m in yaml_options("model") if modality in model_accepts(m)]
+    search = running_search()
+    fitting = [m for m in search.options("model") if modality in model_accepts(m, search)]
     raise ImbalError(
         f"model '{model_name}' accepts {', '.join(accepts) or 'nothing'} inputs, but data '{data_name}' "
         f"gives {modality}; choose model= one of: {', '.join(fitting) or '(none)'}"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from imbal.errors import ImbalError
+from imbal.metrics.shots import MEDIUM_MIN
 
 SUMMARY = "summary.json"
 
@@ -137,7 +138,12 @@ def load_summary(path: Path) -> dict | str:
     value = _dig(data, ("test", "balanced_accuracy"))
     if not isinstance(value, (int, float)):
         return "corrupt summary.json: no number at test.balanced_accuracy"
-    return data
+    from imbal.runner.summary import RunSummary
+
+    try:  # one schema for every version: names filled in, data extras under data_extra
+        return RunSummary.from_dict(data, where=str(path)).to_dict()
+    except ImbalError as exc:
+        return f"corrupt summary.json: {exc}"
 
 
 # -- configurations -------------------------------------------------------------
@@ -160,12 +166,10 @@ def _records(summaries: list[tuple[Path, dict]]):
 
     rows = []
     for path, s in summaries:
-        cfg = s.get("config") if isinstance(s.get("config"), dict) else {}
-        hp = s.get("loss_hparams")
-        if not isinstance(hp, dict):
-            hp = {k: v for k, v in (cfg.get("loss") or {}).items() if k != "name"}
+        cfg = s["config"] if isinstance(s["config"], dict) else {}
+        hp = s["loss_hparams"] if isinstance(s["loss_hparams"], dict) else {}
         run_dir = str(cfg.get("run_dir") or path.parent)
-        seed = s.get("seed", cfg.get("seed"))
+        seed = s["seed"]
         other = {
             k: v
             for k, v in _flatten({k: v for k, v in cfg.items() if k not in IGNORED_TOP}).items()
@@ -173,9 +177,9 @@ def _records(summaries: list[tuple[Path, dict]]):
         }
         rows.append(
             {
-                "data": str(s.get("data") or _dig(cfg, ("data", "name")) or "?"),
-                "model": str(s.get("model") or _dig(cfg, ("model", "name")) or "?"),
-                "loss": str(s.get("loss") or _dig(cfg, ("loss", "name")) or "?"),
+                "data": str(s["data"]),
+                "model": str(s["model"]),
+                "loss": str(s["loss"]),
                 "hp": hp,
                 "seed": seed,
                 "other": other,
@@ -335,7 +339,7 @@ def write_csv(rep: Report, path: Path) -> None:
 PANEL_TITLES = {
     "balanced_accuracy": "balanced accuracy",
     "macro_f1": "macro-F1",
-    "few_shot_accuracy": "few-shot accuracy (classes with < 20 training samples)",
+    "few_shot_accuracy": f"few-shot accuracy (classes with < {MEDIUM_MIN} training samples)",
     "minority_recall": "test recall of the class with the fewest training samples",
 }
 
@@ -415,7 +419,6 @@ def _console():
 
 
 def print_table(rep: Report, console=None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     console = console or _console()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imbal.run import train
+from imbal.runner import train
 from tests.conftest import run_train
 
 
@@ -63,7 +63,7 @@ def test_logit_adjusted_beats_ce_on_gaussian_lt(make_cfg, tmp_path):
         train(cfg)
         s = json.loads((rd / "summary.json").read_text())
         errs[loss] = 1 - s["test"]["balanced_accuracy"]
-        bayes = s["bayes_balanced_error"]
+        bayes = s["data_extra"]["bayes_balanced_error"]
     assert bayes == pytest.approx(0.1203, abs=1e-3)
     assert errs["logit_adjusted"] < errs["ce"] - 0.01, errs
     # and no classifier beats the Bayes-optimal balanced error by more than sampling noise

@@ -77,7 +77,7 @@ def test_other_errors_one_line(tmp_path):
 
 
 def test_image_folder_end_to_end(make_cfg, tmp_path):
-    from imbal.run import train
+    from imbal.runner import train
 
     root = make_tree(tmp_path / "imgs")
     rd = tmp_path / "run"

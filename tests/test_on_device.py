@@ -258,7 +258,7 @@ def test_lightning_runs_the_device_loader_and_sets_its_epoch(cifar_root, tmp_pat
 
 def test_cifar_on_device_run_learns(make_cfg, tmp_path, cifar_root):
     """`train.py data=cifar10_lt data.on_device=true` on the generated set: above chance (0.1) on the test split."""
-    from imbal.run import train
+    from imbal.runner import train
 
     rd = tmp_path / "run"
     # a narrow CNN keeps it fast on 2 cores (ResNet-32 on this data: tests/test_trainer_options.py)

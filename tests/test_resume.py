@@ -64,7 +64,7 @@ def test_resume_path_must_exist(tmp_path):
 
 def test_run_dir_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
     from imbal.errors import ImbalError
-    from imbal.run import RunDirLock
+    from imbal.runner.rundir import RunDirLock
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

@@ -13,7 +13,7 @@ import torch
 
 from imbal.errors import ImbalError
 from imbal.models.resnet_cifar import ResNetCifar
-from imbal.run import IMBAL_TRAINER_KEYS, apply_trainer_options, compile_targets
+from imbal.runner.trainer_options import IMBAL_TRAINER_KEYS, apply_trainer_options, compile_targets
 from tests.cifar_fixture import write_cifar10
 
 CPU = torch.device("cpu")
@@ -77,7 +77,7 @@ def test_channels_last_converts_weights_and_4d_inputs_only():
 def test_compile_is_in_place_on_the_named_parts(monkeypatch, value, compiled):
     calls = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append((self, kw)))
-    monkeypatch.setattr("imbal.run.check_compile_available", lambda device: None)
+    monkeypatch.setattr("imbal.runner.trainer_options.check_compile_available", lambda device: None)
     net, loss = torch.nn.Linear(3, 2), torch.nn.CrossEntropyLoss()
     task = task_of(net, loss)
     apply_trainer_options(task, {"compile": value, "compile_mode": "max-autotune"}, CPU)
@@ -88,7 +88,7 @@ def test_compile_is_in_place_on_the_named_parts(monkeypatch, value, compiled):
 
 
 def test_compile_of_a_plain_function_loss_is_refused(monkeypatch):
-    monkeypatch.setattr("imbal.run.check_compile_available", lambda device: None)
+    monkeypatch.setattr("imbal.runner.trainer_options.check_compile_available", lambda device: None)
     with pytest.raises(ImbalError, match=r"^trainer.compile=loss: the loss is a function, not a torch.nn.Module"):
         apply_trainer_options(task_of(torch.nn.Linear(2, 2), lambda a, b: a), {"compile": "loss"}, CPU)
 
@@ -107,10 +107,10 @@ def test_train_refuses_before_any_work(make_cfg, tmp_path, monkeypatch):
     """A bad value or a missing compiler stops train() before the data is built or a Trainer prints anything."""
     import torch._inductor.config as inductor_config
 
-    from imbal.run import train
+    from imbal.runner import train
 
     built = []
-    monkeypatch.setattr("imbal.run.build_parts", lambda cfg: built.append(cfg))
+    monkeypatch.setattr("imbal.runner.flow.build_parts", lambda cfg: built.append(cfg))
     with pytest.raises(ImbalError, match=r"^trainer.compile must be one of false, model, true, loss, all, got 'yes'$"):
         train(make_cfg("trainer.compile=yes", run_dir=tmp_path / "a"))
     with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/g++")}), \
@@ -141,7 +141,7 @@ class DtypeProbe(L.Callback):
 def test_bf16_mixed_resnet32_on_cpu_end_to_end(make_cfg, tmp_path):
     """`trainer.precision=bf16-mixed trainer.channels_last=true model=resnet32` on the generated CIFAR set:
     logits in bfloat16 under autocast, the loss in float32, inputs channels_last, a complete run."""
-    from imbal.run import train
+    from imbal.runner import train
 
     root = write_cifar10(tmp_path / "cifar")
     rd = tmp_path / "run"
@@ -164,7 +164,7 @@ def test_bf16_mixed_resnet32_on_cpu_end_to_end(make_cfg, tmp_path):
 @pytest.mark.slow
 def test_compile_model_run_on_cpu(make_cfg, tmp_path):
     """A real torch.compile of the backbone (inductor, C++ on the CPU): ~1 min on 2 cores."""
-    from imbal.run import train
+    from imbal.runner import train
 
     rd = tmp_path / "run"
     cfg = make_cfg("trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false",

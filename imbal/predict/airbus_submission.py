@@ -1,17 +1,14 @@
-"""Prediction export: a Kaggle Airbus submission CSV (``ImageId,EncodedPixels``) for a folder of images.
+"""A Kaggle Airbus submission CSV (``ImageId,EncodedPixels``) for a folder of images.
 
 One row per predicted ship (a connected component of the thresholded
 probability map, 8-connectivity, so the rows never overlap), one row with an
 empty ``EncodedPixels`` for an image without a predicted ship.
-
-    from imbal.predict import predict_run
-    predict_run("outputs/2026-01-01/12-00-00", "test_v2", "submission.csv")
+:func:`imbal.predict.predict_run` calls :func:`write_submission` with a finished run's model.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -19,12 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imbal.data.airbus import read_rgb, resize_image, to_tensor_image
-from imbal.data.rle import rle_encode
+from imbal.data.segmentation.rle import rle_encode
+from imbal.data.segmentation.transforms import IMAGE_SUFFIXES, read_rgb, resize_image, to_tensor_image
 from imbal.errors import ImbalError
-from imbal.metrics_seg import label_components
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+from imbal.io import atomic_path
+from imbal.metrics.segmentation import label_components
 
 
 def instance_rles(mask: np.ndarray, *, min_size: int = 0, image_id: str | None = None) -> list[str]:
@@ -95,9 +91,8 @@ def write_submission(
         raise ImbalError(f"predict: no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(f".{out_csv.name}.tmp")
     n_ships = n_rows = 0
-    with tmp.open("w", newline="") as f:
+    with atomic_path(out_csv) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["ImageId", "EncodedPixels"])
         for path, mask in predict_masks(model, paths, threshold=threshold, batch_size=batch_size, device=device,
@@ -107,41 +102,4 @@ def write_submission(
                 w.writerow([path.name, rle])
                 n_rows += 1
             n_ships += len(rles)
-    tmp.replace(out_csv)
     return {"images": len(paths), "ships": n_ships, "rows": n_rows}
-
-
-def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> nn.Module:
-    """The trained model of a run directory (its ``summary.json`` config and best checkpoint).
-
-    Rebuilds the parts with :func:`imbal.run.build_parts` (the data module is
-    set up, as in training, for its statistics) and loads the checkpoint's weights.
-    """
-    from omegaconf import OmegaConf
-
-    from imbal.run import build_parts
-
-    run_dir = Path(run_dir)
-    info = _run_summary(run_dir)
-    cfg = OmegaConf.create(info["config"])
-    ckpt = Path(checkpoint) if checkpoint else Path(info.get("best_checkpoint") or run_dir / "checkpoints" / "last.ckpt")
-    if not ckpt.is_file():
-        raise ImbalError(f"predict: checkpoint {ckpt} not found")
-    _, _, task = build_parts(cfg)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(state)
-    return task.eval()
-
-
-def _run_summary(run_dir: Path) -> dict:
-    summary = run_dir / "summary.json"
-    if not summary.is_file():
-        raise ImbalError(f"predict: {summary} not found; expected the directory of a finished run")
-    return json.loads(summary.read_text())
-
-
-def predict_run(run_dir: str | Path, image_dir: str | Path, out_csv: str | Path, **kwargs) -> dict[str, int]:
-    """:func:`write_submission` with the model of a finished run (and its ``data.resize``)."""
-    if "resize" not in kwargs:
-        kwargs["resize"] = ((_run_summary(Path(run_dir)).get("config") or {}).get("data") or {}).get("resize")
-    return write_submission(load_run_model(run_dir), image_dir, out_csv, **kwargs)

@@ -1,0 +1,179 @@
+"""Building a run's parts from its config: data module, backbone, loss, task, callbacks, trainer.
+
+Every part a config names is built here and nowhere else.  The backbone's data-dependent
+arguments (``in_shape``, ``num_classes``, ``stats``) are injected by name, as the loss
+registry injects a loss's (docs/design.md, "Contracts").
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from imbal.errors import ImbalError
+
+#: Keys of a data/model config node that describe it rather than construct it.
+META_KEYS = ("name", "accepts")
+
+#: What a backbone may ask for by naming it in ``__init__`` (like a loss's injected arguments).
+MODEL_INJECTABLE = ("in_shape", "num_classes", "stats")
+
+
+def instantiate(node: DictConfig, _inject: dict[str, Any] | None = None, _raw: tuple[str, ...] = (),
+                **kwargs: Any) -> Any:
+    """Hydra's instantiate of a node, with imbal's one-line errors.
+
+    A missing mandatory value names its key; an :class:`ImbalError` raised by the constructor
+    keeps its own message; ``_inject`` objects (a DataStats) reach the constructor as they are,
+    and so do the ``_raw`` keys of the node, as plain data (a ``sampler`` node with a
+    ``_target_`` is built by the data module, with its labels, not by Hydra).
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    missing = sorted(OmegaConf.missing_keys(node))  # full keys, e.g. "data.path"
+    if missing:
+        raise ImbalError(f"missing value for {missing[0]}: set it on the command line ({missing[0]}=...)")
+    clean = OmegaConf.to_container(node, resolve=True)
+    for key in META_KEYS:
+        clean.pop(key, None)
+    raw = {key: clean.pop(key) for key in _raw if key in clean}
+    if raw:
+        _inject = {**(_inject or {}), **raw}
+    try:
+        if _inject:
+            # through instantiate's kwargs Hydra would turn objects into plain dicts
+            return hydra_instantiate(clean, **kwargs, _convert_="all", _partial_=True)(**_inject)
+        return hydra_instantiate(clean, **kwargs, _convert_="all")
+    except InstantiationException as exc:
+        # Hydra wraps the constructor's error; a user mistake keeps its own one-line message.
+        cause = exc.__cause__
+        if isinstance(cause, ImbalError):
+            raise cause from None
+        raise
+
+
+def model_injections(model_cfg: DictConfig, stats) -> dict[str, Any]:
+    """The data-dependent arguments the backbone class names in its signature."""
+    from hydra.utils import get_class
+
+    cls = get_class(model_cfg._target_)
+    params = inspect.signature(cls.__init__).parameters
+    values = {"in_shape": list(stats.input_shape), "num_classes": stats.num_outputs, "stats": stats}
+    return {k: v for k, v in values.items() if k in params and k not in model_cfg}
+
+
+def build_data(cfg: DictConfig):
+    """The data module a config names, checked against the model's modalities and set up."""
+    from imbal import config as imbal_config
+
+    datamodule = instantiate(cfg.data, _raw=("sampler",))
+    if cfg.data.get("name"):
+        datamodule.name = str(cfg.data.name)  # one name for the data in the manifest and the summary
+    imbal_config.check_compatible(
+        cfg.data.get("name", type(datamodule).__name__),
+        datamodule.modality,
+        cfg.model.get("name", "model"),
+        cfg.model.get("accepts", []),
+    )
+    datamodule.setup("fit")
+    return datamodule
+
+
+def build_task(cfg: DictConfig, stats):
+    """(loss name, :class:`~imbal.task.ImbalanceTask`) for a config and the data's statistics.
+
+    Reads no data: prediction rebuilds a trained model from a run dir's stored stats with it.
+    """
+    from imbal.guards import NonFiniteGuard
+    from imbal.losses import build as build_loss
+    from imbal.task import ImbalanceTask
+
+    loss_cfg = OmegaConf.to_container(cfg.loss, resolve=True)
+    loss_name = loss_cfg.pop("name")
+    loss = build_loss(loss_name, stats=stats, **loss_cfg)
+
+    backbone = instantiate(cfg.model, _inject=model_injections(cfg.model, stats))
+    optim = instantiate(cfg.optimizer.optim)
+    sched = instantiate(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None
+    guard = NonFiniteGuard(
+        policy=str(cfg.trainer.get("nan_policy", "error")),
+        max_skips=int(cfg.trainer.get("nan_max_skips", 10)),
+        run_dir=cfg.get("run_dir"),
+    )
+    return loss_name, ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched, guard=guard)
+
+
+def build_parts(cfg: DictConfig):
+    """Data module (set up), loss name and task for a config; no trainer."""
+    datamodule = build_data(cfg)
+    loss_name, task = build_task(cfg, datamodule.stats)
+    return datamodule, loss_name, task
+
+
+def instantiate_dict(nodes: DictConfig | None, **defaults: Any) -> list[Any]:
+    """Instantiate every named node with a ``_target_`` (lightning-hydra-template's instantiator).
+
+    ``defaults`` fill keys a node leaves null (e.g. a checkpoint callback's ``dirpath``).
+    """
+    from hydra.utils import instantiate as hydra_instantiate
+
+    if not nodes:
+        return []
+    out = []
+    for _, node in nodes.items():
+        if not (isinstance(node, DictConfig) and "_target_" in node):
+            continue
+        fill = {k: v for k, v in defaults.items() if k in node and node.get(k) is None}
+        out.append(hydra_instantiate(node, **fill, _convert_="all"))
+    return out
+
+
+def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
+    """The ``callbacks`` group's callbacks (checkpointing among them), plus imbal's progress bar."""
+    from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
+
+    callbacks = instantiate_dict(cfg.get("callbacks"), dirpath=str(run_dir / "checkpoints"))
+    if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBarBase) for c in callbacks):
+        from imbal.callbacks.progress import ProgressBar
+
+        # Lightning's tqdm bar, redrawn at most every 0.1 s (not on every step); a bar given
+        # in callbacks (e.g. Lightning's RichProgressBar) replaces it.
+        callbacks.append(ProgressBar())
+    return callbacks
+
+
+def checkpoint_callback(callbacks: list[Any]):
+    """The callbacks' ModelCheckpoint (the one whose best model is tested), or None."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    found = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    return found[0] if found else None
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Any], loggers: list[Any]):
+    """(Lightning Trainer, imbal's trainer options) from the ``trainer`` node."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    from imbal.runner.trainer_options import split_trainer_node
+
+    trainer_kwargs, options = split_trainer_node(OmegaConf.to_container(cfg.trainer, resolve=True))
+    plugins = list(trainer_kwargs.pop("plugins", None) or [])
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # One side owns requeueing: submitit (USR2 + resubmit), not Lightning's USR1 handler.
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    trainer = hydra_instantiate(
+        trainer_kwargs,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(run_dir),
+        plugins=plugins or None,
+        _convert_="all",
+    )
+    return trainer, options

@@ -1,0 +1,113 @@
+"""One training run, start to end: ``train(cfg)``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from imbal.errors import ImbalError
+from imbal.runner import env, rundir
+from imbal.runner.build import build_callbacks, build_parts, build_trainer, checkpoint_callback, instantiate_dict
+from imbal.runner.evaluate import evaluate_posthoc
+from imbal.runner.summary import RunSummary
+from imbal.runner.trainer_options import apply_trainer_options, check_launch, check_trainer_options
+
+
+def train(cfg: DictConfig) -> float:
+    """Run one experiment and return the metric a sweeper optimises (``cfg.optimized_metric``).
+
+    ``summary.json`` is written in the run directory only when the run completes.
+    """
+    t0 = time.time()
+    env.quiet_known_warnings()
+    check_launch(cfg)
+    run_dir = Path(cfg.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with rundir.RunDirLock(run_dir):
+        return _train(cfg, run_dir, t0)
+
+
+def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
+    import lightning as L
+
+    from imbal.loggers import finish_loggers, log_config
+
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    check_trainer_options(cfg.trainer)
+    datamodule, loss_name, task = build_parts(cfg)
+    stats = datamodule.stats
+
+    callbacks = build_callbacks(cfg, run_dir)
+    ckpt_cb = checkpoint_callback(callbacks)
+    loggers = instantiate_dict(cfg.get("logger"))
+    log_config(loggers, OmegaConf.to_container(cfg, resolve=True))
+    trainer, options = build_trainer(cfg, run_dir, callbacks, loggers)
+    apply_trainer_options(task, options, trainer.strategy.root_device)
+    ckpt_dir = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else run_dir / rundir.CHECKPOINT_DIR
+    resume_from = rundir.resume_checkpoint(cfg.get("resume"), ckpt_dir)
+    if trainer.is_global_zero:
+        rundir.write_manifest(datamodule, run_dir, resuming=resume_from is not None)
+        rundir.write_stats(stats, run_dir)
+
+    # weights_only: a checkpoint holds plain data (no pickled objects), so loading one runs no code
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    ckpt = "best" if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+    trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
+
+    posthoc = evaluate_posthoc(cfg, task, stats)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    summary = RunSummary(
+        data=str(cfg.data.get("name") or datamodule.name),
+        model=str(cfg.model.get("name") or type(task.backbone).__name__),
+        loss=loss_name,
+        seed=int(cfg.seed),
+        task=stats.task,
+        class_counts=stats.class_counts,
+        class_names=stats.class_names,
+        val=task.results.get("val", {}),
+        test=task.results.get("test", {}),
+        posthoc=posthoc,
+        posthoc_skipped=getattr(task, "posthoc_skipped", {}),
+        loss_hparams={k: v for k, v in resolved["loss"].items() if k != "name"},
+        best_checkpoint=(ckpt_cb.best_model_path or None) if ckpt_cb is not None else None,
+        epochs_completed=int(trainer.current_epoch),
+        global_step=int(trainer.global_step),
+        wall_time_s=round(time.time() - t0, 3),
+        nonfinite_batches_skipped=task.guard.skipped if task.guard is not None else 0,
+        peak_memory_mb=env.peak_memory_mb(),
+        versions=env.versions(),
+        git_commit=env.git_commit(),
+        config=resolved,
+        data_extra=dict(stats.extra),
+    )
+    if trainer.is_global_zero:
+        from imbal.reporting.table import print_final_table
+
+        summary.write(run_dir)
+        write_plots(run_dir, summary, task, stats, loggers, trainer.global_step)
+        print_final_table(summary, run_dir)
+    finish_loggers(loggers)  # every job of a multirun: closes wandb, prints the sync line once
+    metric = cfg.get("optimized_metric", "val/balanced_accuracy")
+    value = summary.metric(metric)
+    if value is None:
+        raise ImbalError(f"optimized_metric '{metric}' was not computed; e.g. val/balanced_accuracy")
+    return value
+
+
+def write_plots(run_dir: Path, summary: RunSummary, task, stats, loggers, step: int) -> list[Path]:
+    """The run's figures (imbal/plots.py) in <run_dir>/plots, also sent to TensorBoard/wandb.
+
+    A figure that fails to draw costs a warning, never the run: summary.json is already written.
+    """
+    import warnings
+
+    from imbal.plots import write_run_plots
+
+    try:
+        return write_run_plots(run_dir, summary.to_dict(), task.outputs, stats, loggers, step=step)
+    except Exception as exc:  # noqa: BLE001 - plotting must not fail a finished run
+        warnings.warn(f"run plots failed: {type(exc).__name__}: {exc}", stacklevel=2)
+        return []
