@@ -1,9 +1,9 @@
-"""RLE speed: imbal.data.rle against the straightforward Kaggle-kernel decoder/encoder, same run.
+"""RLE speed: imbal.data.segmentation.rle against the straightforward Kaggle-kernel decoder/encoder, same run.
 
     python bench/rle.py [--reps 7] [--masks 50] [--csv ../shared/data/airbus_ship_sample/train_ship_segmentations_v2.csv]
 
-Baseline (the decoder of the public Kaggle kernels): split the string, a
-Python loop over runs assigning slices, reshape, transpose; its encoder pads
+Baseline (the decoder of the public Kaggle kernels, tests/kaggle_rle.py): split the
+string, a Python loop over runs assigning slices, reshape, transpose; its encoder pads
 the column-major flattening and compares with a shifted copy (already NumPy).
 Decoded masks are dropped after use, as a data loader does (keeping all of
 them alive measures page faults of fresh memory, the same for both).  The
@@ -18,41 +18,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from imbal.data.rle import rle_decode, rle_decode_union, rle_encode
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: imbal and tests.kaggle_rle
 
-SHAPE = (768, 768)
-
-
-def kaggle_decode(mask_rle: str, shape=SHAPE) -> np.ndarray:
-    s = mask_rle.split()
-    starts, lengths = [np.asarray(x, dtype=int) for x in (s[0:][::2], s[1:][::2])]
-    starts -= 1
-    ends = starts + lengths
-    img = np.zeros(shape[0] * shape[1], dtype=np.uint8)
-    for lo, hi in zip(starts, ends):
-        img[lo:hi] = 1
-    return img.reshape(shape).T
-
-
-def kaggle_encode(img: np.ndarray) -> str:
-    pixels = img.T.flatten()
-    pixels = np.concatenate([[0], pixels, [0]])
-    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
-    runs[1::2] -= runs[::2]
-    return " ".join(str(x) for x in runs)
-
-
-def kaggle_masks_as_image(rles, shape=SHAPE) -> np.ndarray:
-    """The kernels' union of an image's ships: decode each ship, OR it into the image."""
-    all_masks = np.zeros(shape, dtype=np.uint8)
-    for r in rles:
-        all_masks |= kaggle_decode(r, shape)
-    return all_masks
+from imbal.data.segmentation.rle import rle_decode, rle_decode_union, rle_encode  # noqa: E402
+from tests.kaggle_rle import SHAPE, kaggle_decode, kaggle_encode, kaggle_masks_as_image  # noqa: E402
 
 
 def each(fn, items):

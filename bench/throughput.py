@@ -3,7 +3,7 @@
     python bench/throughput.py [--images-per-class 5000] [--epochs 4] [--batch 128] [--workers 2]
                                [--only NAME,...] [--skip-unet] [--quick]
 
-Meant for the GPU machine (issue #9's figures: fp32 vs bf16 vs bf16+channels_last+compile, with and
+Meant for the GPU machine (the GPU figures: fp32 vs bf16 vs bf16+channels_last+compile, with and
 without ``data.on_device``; U-Net 256x256 crops/s); it also runs on the CPU (``--quick``: a smoke test).
 
 Every variant is one real ``python train.py`` run (a subprocess, as a user runs it) with
@@ -189,8 +189,8 @@ def main() -> None:
         if not args.skip_unet:
             size, crop = (64, 32) if args.quick else (512, 256)
             unet = ["data=airbus", f"data.cache_dir={tmp / 'airbus'}", "data.synthetic.n_images=" + ("20" if args.quick else "200"),
-                    f"data.synthetic.image_size={size}", f"data.synthetic.crop={crop}",
-                    f"data.synthetic.samples_per_epoch={args.unet_samples}", f"data.batch_size={args.unet_batch}",
+                    f"data.synthetic.image_size={size}", f"data.crop={crop}",
+                    f"data.samples_per_epoch={args.unet_samples}", f"data.batch_size={args.unet_batch}",
                     f"data.num_workers={args.workers}", f"trainer.max_epochs={args.epochs}", "callbacks.seg_overlay=null"]
             workloads.append(("U-Net", unet, {"fp32": []} if args.quick else UNET_VARIANTS))
         for wname, ov, variants in workloads:
@@ -225,7 +225,7 @@ def main() -> None:
         lt = f"{LT_IMAGES * 200 / r['rate']:.0f}" if r["workload"] == "ResNet-32" else ""
         print(f"| {r['workload']} | {r['variant']} | {r['rate']:.0f} | {r['ratio']:.2f}x | {r['first']:.0f} | "
               f"{r['steps']} | {r['wall']:.0f} | {lt} |")
-    print(f"\nvariants: " + "; ".join(f"{r['workload']} {r['variant']}: {r['overrides']}" for r in rows))
+    print("\nvariants: " + "; ".join(f"{r['workload']} {r['variant']}: {r['overrides']}" for r in rows))
     print(f"total bench time {time.perf_counter() - t_start:.0f} s")
 
 

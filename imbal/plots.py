@@ -16,7 +16,8 @@ file                          size (pixels)
 ============================  ==========================================
 
 What is drawn from where: the confusion matrix, reliability diagram and PR
-curve from the raw test logits in ``outputs["test"]``; recall against
+curve from the raw test logits in ``outputs["test"]`` (the reliability bins and
+their ECE are those of :mod:`imbal.metrics.calibration`, as the summary's ``ece``); recall against
 frequency from ``summary["test"]["per_class_recall"]`` and each
 ``summary["posthoc"][name]["per_class_recall"]`` with the training counts of
 ``stats``.  A figure whose inputs are missing (no test outputs, no class
@@ -33,10 +34,16 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from imbal.kinds import BINARY, CLASSIFICATION, MULTICLASS, SEGMENTATION
+from imbal.metrics import (
+    MEDIUM_MAX,
+    MEDIUM_MIN,
+    calibration_inputs,
+    expected_calibration_error,
+    reliability_bins,
+)
+
 DPI = 100
-#: Training-count thresholds of the many/medium/few-shot split (DESIGN.md).
-FEW_MAX, MANY_MIN = 20, 100
-N_BINS = 15
 FONT = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10}
 
 PANEL_W, PANEL_H = 6.5, 5.5
@@ -57,10 +64,10 @@ def _figure(size: tuple[float, float]) -> Figure:
 def _probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     """``[N, C]`` class probabilities (binary: ``[1 - p, p]``)."""
     logits = logits.detach().float().cpu()
-    if task == "multiclass":
+    if task == MULTICLASS:
         return torch.softmax(logits, dim=-1)
     p = torch.sigmoid(logits)
-    if task == "binary":
+    if task == BINARY:
         return torch.stack([1 - p, p], dim=-1)
     return p
 
@@ -121,7 +128,7 @@ def plot_recall_vs_frequency(
     for ax, (title, recall) in zip(axes, panels):
         r = np.asarray(recall, dtype=float)
         xs = np.clip(x, lo, None)  # a class with 0 training samples sits at the left edge
-        for edge, name in ((FEW_MAX, "few | medium"), (MANY_MIN, "medium | many")):
+        for edge, name in ((MEDIUM_MIN, "few | medium"), (MEDIUM_MAX, "medium | many")):
             if lo < edge < hi:
                 ax.axvline(edge, color="0.6", ls=":", lw=1)
                 ax.text(edge, 1.07, name, ha="center", va="bottom", fontsize=9, color="0.35")
@@ -146,63 +153,32 @@ def plot_recall_vs_frequency(
 
 
 # -- reliability ----------------------------------------------------------
-def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = N_BINS):
-    """Equal-width bins on [0, 1]: (bin centres, accuracy, mean confidence, count) per bin, and ECE."""
-    edges = torch.linspace(0, 1, n_bins + 1)
-    idx = torch.clamp(torch.bucketize(confidence, edges, right=True) - 1, 0, n_bins - 1)
-    count = torch.zeros(n_bins).scatter_add_(0, idx, torch.ones_like(confidence))
-    conf_sum = torch.zeros(n_bins).scatter_add_(0, idx, confidence)
-    acc_sum = torch.zeros(n_bins).scatter_add_(0, idx, correct.float())
-    safe = count.clamp(min=1)
-    acc, conf = acc_sum / safe, conf_sum / safe
-    ece = float(((acc - conf).abs() * count).sum() / count.sum().clamp(min=1))
-    centres = (edges[:-1] + edges[1:]) / 2
-    return centres.numpy(), acc.numpy(), conf.numpy(), count.numpy(), ece
-
-
-def confidence_and_correct(logits: torch.Tensor, targets: torch.Tensor, task: str):
-    """Top-label confidence and correctness (multilabel: each label's probability and its 0/1 truth)."""
-    probs = _probabilities(logits, task)
-    if task == "multilabel":
-        return probs.reshape(-1), targets.float().cpu().reshape(-1)
-    conf, pred = probs.max(dim=-1)
-    return conf, (pred == targets.long().cpu()).float()
-
-
-def expected_calibration_error(logits: torch.Tensor, targets: torch.Tensor, task: str, n_bins: int = N_BINS) -> float:
-    """ECE (l1, equal-width bins) by torchmetrics: top-label for multiclass and binary, per label for multilabel."""
-    from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
-
-    probs = _probabilities(logits, task)
-    if task == "multilabel":
-        return float(binary_calibration_error(probs.reshape(-1), targets.long().cpu().reshape(-1), n_bins=n_bins))
-    return float(
-        multiclass_calibration_error(probs, targets.long().cpu(), num_classes=probs.shape[-1], n_bins=n_bins)
-    )
-
-
-def plot_reliability(confidence: torch.Tensor, correct: torch.Tensor, ece: float, title: str, multilabel: bool) -> Figure:
+def plot_reliability(
+    confidence: torch.Tensor, correct: torch.Tensor, ece: float, title: str, per_output: bool
+) -> Figure:
+    """Bins of :func:`imbal.metrics.calibration_inputs`; ``per_output``: each output's probability
+    against its truth (binary, multilabel), else the top label's confidence and correctness."""
     centres, acc, conf, count, _ = reliability_bins(confidence, correct)
     width = 1.0 / len(centres)
     fig = _figure(RELIABILITY_SIZE)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     have = count > 0
     top.bar(centres[have], acc[have], width=width, color="tab:blue", edgecolor="white",
-            label="fraction positive in bin" if multilabel else "accuracy in bin")
+            label="fraction positive in bin" if per_output else "accuracy in bin")
     top.vlines(centres[have], acc[have], conf[have], color="tab:red", lw=2)
     top.plot(centres[have], conf[have], ls="none", marker="D", ms=6, color="tab:red",
-             label="mean predicted probability" if multilabel else "mean confidence in bin")
+             label="mean predicted probability" if per_output else "mean confidence in bin")
     top.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1, label="perfect calibration")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
-    top.set_ylabel("fraction positive" if multilabel else "accuracy")
+    top.set_ylabel("fraction positive" if per_output else "accuracy")
     top.set_title(f"{title}\nECE = {ece:.3f} ({len(centres)} equal-width bins)")
     top.legend(loc="upper left", fontsize=9)
     top.grid(True, alpha=0.3)
     bottom.bar(centres, count, width=width, color="0.5", edgecolor="white")
     bottom.set_yscale("log" if count.max() > 50 * max(1.0, np.median(count[have]) if have.any() else 1.0) else "linear")
     bottom.set_ylabel("samples")
-    bottom.set_xlabel("predicted probability" if multilabel else "confidence (top predicted probability)")
+    bottom.set_xlabel("predicted probability" if per_output else "confidence (top predicted probability)")
     return fig
 
 
@@ -288,7 +264,7 @@ def write_run_plots(
     import matplotlib
 
     task = _get(stats, "task", summary.get("task"))
-    if task == "segmentation":
+    if task == SEGMENTATION:
         return []  # the overlay grid belongs to the segmentation task
     num_classes = int(_get(stats, "num_classes", 0) or len(summary.get("class_names") or []))
     names = list(_get(stats, "class_names", None) or summary.get("class_names") or range(num_classes))
@@ -302,7 +278,7 @@ def write_run_plots(
     test = outputs.get("test") if outputs else None
 
     with matplotlib.rc_context(FONT):
-        if test is not None and task in ("multiclass", "binary"):
+        if test is not None and task in (MULTICLASS, BINARY):
             cm = confusion_matrix(test["logits"], test["targets"], task, num_classes)
             figures["confusion_matrix"] = (
                 plot_confusion(cm, names, counts, f"Confusion matrix, test, row-normalised{suffix}"),
@@ -318,14 +294,15 @@ def write_run_plots(
             fig = plot_recall_vs_frequency(counts, names, panels)
             fig.suptitle(f"Per-class test recall against training frequency{suffix}", fontsize=13)
             figures["recall_vs_frequency"] = (fig, out_dir / "recall_vs_frequency.png")
-        if test is not None and task in ("multiclass", "binary", "multilabel"):
-            conf, correct = confidence_and_correct(test["logits"], test["targets"], task)
-            ece = expected_calibration_error(test["logits"], test["targets"], task)
+        if test is not None and task in CLASSIFICATION:
+            logits, targets = test["logits"].cpu(), test["targets"].cpu()
+            conf, correct = calibration_inputs(logits, targets, task)
+            ece = expected_calibration_error(logits, targets, task)
             figures["reliability"] = (
-                plot_reliability(conf, correct, ece, f"Reliability, test, raw model{suffix}", task == "multilabel"),
+                plot_reliability(conf, correct, ece, f"Reliability, test, raw model{suffix}", task != MULTICLASS),
                 out_dir / "reliability.png",
             )
-        if test is not None and task == "binary":
+        if test is not None and task == BINARY:
             threshold = None
             for res in (summary.get("posthoc") or {}).values():
                 if isinstance(res, Mapping) and isinstance(res.get("threshold"), (int, float)):
@@ -348,4 +325,4 @@ def png_size(path: str | Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-__all__ = ["write_run_plots", "confusion_matrix", "reliability_bins", "expected_calibration_error", "png_size"]
+__all__ = ["write_run_plots", "confusion_matrix", "png_size"]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from imbal.data.airbus import AirbusDataModule, EmptyShareSampler, SegTrainDataset, stratified_split
-from imbal.data.rle import rle_decode
-from imbal.data.synth_airbus import cached, generate
+from imbal.data.segmentation import AirbusDataModule, EmptyShareSampler, SegTrainDataset, stratified_split
+from imbal.data.segmentation.rle import rle_decode
+from imbal.data.segmentation.synthetic import cached, generate
 from imbal.errors import ImbalError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -167,6 +167,57 @@ def test_empty_share_with_another_sampler_is_refused():
         AirbusDataModule(empty_share=0.5, sampler={"name": "class_balanced"})
 
 
+def _configured(make_cfg, *overrides: str) -> AirbusDataModule:
+    """The data module ``python train.py data=airbus OVERRIDES`` builds (not set up)."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(make_cfg("data=airbus", *overrides).data, resolve=True)
+    node.pop("name")
+    return get_class(node.pop("_target_"))(**node)
+
+
+def test_default_config_picks_the_synthetic_run_size_and_honours_user_keys(make_cfg, tmp_path):
+    dm = _configured(make_cfg)  # no data.root: the synthetic set, 64-px crops, 32 per epoch
+    assert (dm.is_synthetic, dm.image_size, dm.crop, dm.samples_per_epoch) == (True, 128, 64, 32)
+    dm = _configured(make_cfg, "data.crop=48", "data.samples_per_epoch=null")  # given keys are used as given
+    assert (dm.crop, dm.samples_per_epoch) == (48, None)
+    dm = _configured(make_cfg, f"data.root={tmp_path}")  # the Kaggle data: 768-px images, 256-px crops
+    assert (dm.is_synthetic, dm.image_size, dm.crop, dm.samples_per_epoch) == (False, 768, 256, None)
+    with pytest.raises(ImbalError, match=r"data.image_size=256 is not used without data.root: .* "
+                                         r"set data.synthetic.image_size=256"):
+        _configured(make_cfg, "data.image_size=256")
+    assert _configured(make_cfg, "data.image_size=96", "data.synthetic.image_size=96").image_size == 96
+
+
+def test_samples_per_epoch_with_another_sampler_is_refused(make_cfg):
+    # the synthetic default draws 32 crops per epoch with the empty-share sampler: sampler= would do nothing
+    with pytest.raises(ImbalError, match=r"^data.samples_per_epoch=32 and sampler=class_balanced both choose the "
+                                         r"training images; set data.samples_per_epoch=null to use sampler "
+                                         r"class_balanced$"):
+        _configured(make_cfg, "data.empty_share=null", "sampler=class_balanced")
+    with pytest.raises(ImbalError, match=r"data.empty_share=0.5 and data.samples_per_epoch=32 and "
+                                         r"sampler=sqrt all choose .*; set data.empty_share=null "
+                                         r"data.samples_per_epoch=null to use sampler sqrt"):
+        _configured(make_cfg, "sampler=sqrt")
+
+
+def test_sampler_draws_when_the_empty_share_sampler_is_off(synth):
+    from imbal.data.samplers import ClassSampler
+
+    dm = module(synth, empty_share=None, samples_per_epoch=None, sampler={"name": "class_balanced"})
+    dm.setup()
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, ClassSampler)
+    assert dm.labels("train").tolist() == [int(dm.items[i].has_fg) for i in dm.split_idx["train"]]
+
+
+def test_synthetic_takes_only_generator_keys():
+    with pytest.raises(ImbalError, match=r"data.synthetic got unknown key\(s\) \['crop'\]; .*"
+                                         r"the crop and the samples per epoch of a run are data.crop"):
+        AirbusDataModule(synthetic={"n_images": 10, "crop": 32})
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "airbus_ship_sample").is_dir(), reason="shared Airbus sample absent")
 def test_real_sample_loads():
@@ -181,7 +232,7 @@ def test_real_sample_loads():
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "isbi2012_membrane").is_dir(), reason="shared ISBI sample absent")
 def test_mask_folder_on_isbi():
-    from imbal.data.mask_folder import MaskFolderDataModule
+    from imbal.data.segmentation.mask_folder import MaskFolderDataModule
 
     dm = MaskFolderDataModule(root=str(SHARED / "isbi2012_membrane"), foreground=0, crop=128)
     dm.setup()
@@ -196,7 +247,7 @@ def test_mask_folder_on_isbi():
 def test_mask_folder_pairs_and_errors(tmp_path):
     from PIL import Image
 
-    from imbal.data.mask_folder import MaskFolderDataModule
+    from imbal.data.segmentation.mask_folder import MaskFolderDataModule
 
     (tmp_path / "image").mkdir()
     (tmp_path / "label").mkdir()
@@ -243,7 +294,7 @@ def test_resize_scales_images_and_masks_for_training_and_evaluation(synth):
 
 
 def test_predict_with_resize_returns_masks_of_the_original_size(synth):
-    from imbal.predict import predict_masks
+    from imbal.predict.airbus_submission import predict_masks
 
     class Half(torch.nn.Module):  # "ship" wherever the red channel is bright
         def __init__(self):

@@ -73,3 +73,42 @@ def test_no_counts_no_shot_metrics():
     m.update(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2]))
     r = m.compute()
     assert not any(k.endswith("_shot_accuracy") for k in r) and "ece" in r
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary"])
+def test_ece_is_torchmetrics_calibration_error_and_one_definition(task):
+    """The summary's ``ece`` (accumulated over batches), the figure's ECE and torchmetrics' l1 ECE agree."""
+    from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
+
+    from imbal.metrics import expected_calibration_error, reliability_bins
+    from imbal.metrics.calibration import calibration_inputs
+
+    g = torch.Generator().manual_seed(3)
+    if task == "multiclass":
+        targets = torch.randint(0, 4, (300,), generator=g)
+        logits = torch.randn(300, 4, generator=g) * 2
+        logits[torch.arange(300), targets] += 1.0
+        s = stats([400, 100, 30, 8])
+        reference = multiclass_calibration_error(torch.softmax(logits, -1), targets, num_classes=4, n_bins=15)
+    else:
+        targets = (torch.rand(300, generator=g) < 0.2).long()
+        logits = torch.randn(300, generator=g) * 2 + 2.0 * targets - 1.0
+        s = DataStats(task="binary", num_classes=2, class_counts=[240, 60], class_names=["neg", "pos"],
+                      modality="vector")
+        reference = binary_calibration_error(torch.sigmoid(logits), targets, n_bins=15)
+    m = ClassificationMetrics(s)
+    for part in torch.arange(300).chunk(4):
+        m.update(logits[part], targets[part])
+    ece = m.compute()["ece"]
+    assert ece == pytest.approx(float(reference), abs=1e-5)
+    assert expected_calibration_error(logits, targets, task) == pytest.approx(ece, abs=1e-6)
+    *_, drawn = reliability_bins(*calibration_inputs(logits, targets, task))
+    assert drawn == pytest.approx(ece, abs=1e-6)
+
+
+def test_shot_group_edges_are_shared():
+    from imbal.metrics import MEDIUM_MAX, MEDIUM_MIN, SHOT_GROUPS
+
+    assert (MEDIUM_MIN, MEDIUM_MAX) == (20, 100)
+    assert SHOT_GROUPS["few_shot_accuracy"][1] == MEDIUM_MIN - 1
+    assert SHOT_GROUPS["many_shot_accuracy"][0] == MEDIUM_MAX + 1

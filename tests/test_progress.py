@@ -1,4 +1,4 @@
-"""imbal.progress.ProgressBar: Lightning's tqdm bar, redrawn at most every min_interval seconds."""
+"""imbal.callbacks.progress.ProgressBar: Lightning's tqdm bar, redrawn at most every min_interval seconds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks.progress import tqdm_progress
 from torch.utils.data import DataLoader, TensorDataset
 
-from imbal.progress import ProgressBar
+from imbal.callbacks.progress import ProgressBar
 
 
 class _Tiny(L.LightningModule):
@@ -70,7 +70,7 @@ def test_zero_interval_draws_like_lightning(tmp_path, monkeypatch):
 def test_due_is_time_limited(monkeypatch):
     bar = ProgressBar(min_interval=0.1)
     now = [100.0]
-    monkeypatch.setattr("imbal.progress.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("imbal.callbacks.progress.time.monotonic", lambda: now[0])
     assert bar._due(1, 10)          # first draw
     now[0] += 0.05
     assert not bar._due(2, 10)      # 50 ms later: skipped
@@ -93,7 +93,7 @@ def test_train_py_uses_it_unless_a_bar_is_given(make_cfg, tmp_path, monkeypatch)
         raise KeyboardInterrupt  # stop before training: only the Trainer's callbacks matter here
 
     monkeypatch.setattr(pl.Trainer, "fit", fit)
-    from imbal.run import train
+    from imbal.runner import train
 
     for extra, expected in [((), ProgressBar),
                             (("+callbacks.bar._target_=lightning.pytorch.callbacks.TQDMProgressBar",),

@@ -7,23 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import imbal.data.rle as rle_mod
-from imbal.data.rle import check_rle, rle_decode, rle_decode_instances, rle_decode_union, rle_encode
+import imbal.data.segmentation.rle as rle_mod
+from imbal.data.segmentation.rle import check_rle, rle_decode, rle_decode_instances, rle_decode_union, rle_encode
 from imbal.errors import ImbalError
+from tests.kaggle_rle import kaggle_decode
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "airbus_ship_sample"
-
-
-def kaggle_decode(rle: str, shape=(768, 768)) -> np.ndarray:
-    """The straightforward decoder of the public Kaggle kernels (independent reference)."""
-    s = rle.split()
-    starts, lengths = [np.asarray(x, dtype=int) for x in (s[0:][::2], s[1:][::2])]
-    starts -= 1
-    ends = starts + lengths
-    img = np.zeros(shape[0] * shape[1], dtype=np.uint8)
-    for lo, hi in zip(starts, ends):
-        img[lo:hi] = 1
-    return img.reshape((shape[1], shape[0])).T
 
 
 def test_known_small_mask_column_major():

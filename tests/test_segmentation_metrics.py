@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imbal.metrics import airbus_f2
-from imbal.metrics_seg import SegmentationMetrics
+from imbal.metrics import SegmentationMetrics, airbus_f2
 
 
 def box(r0, r1, c0, c1, shape=(40, 40)):

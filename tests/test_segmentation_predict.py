@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from imbal.data.rle import rle_decode
+from imbal.data.segmentation.rle import rle_decode
 from imbal.models.unet import UNet
-from imbal.predict import instance_rles, write_submission
+from imbal.predict.airbus_submission import instance_rles, write_submission
 
 
 @pytest.mark.parametrize("bilinear", [False, True])
@@ -69,7 +69,7 @@ def test_write_submission(tmp_path):
 
 
 def test_overlay_grid_layout():
-    from imbal.callbacks_seg import overlay_grid
+    from imbal.callbacks.segmentation import overlay_grid
 
     imgs = torch.zeros(2, 3, 10, 12)
     truth = torch.zeros(2, 10, 12)

@@ -3,7 +3,7 @@
 For users whose masks are not run-length encoded, e.g. the ISBI 2012 membrane
 sample (``image/0.png`` with ``label/0.png``, membrane = label value 0:
 ``data.foreground=0``).  Splits, crops, augmentation and batches are those of
-:class:`imbal.data.airbus.SegmentationDataModule`; the "instances" of the
+:class:`imbal.data.segmentation.base.SegmentationDataModule`; the "instances" of the
 evaluation batches are the connected components of each mask.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imbal.data.airbus import SegItem, SegmentationDataModule, read_rgb
+from imbal.data.segmentation.base import SegmentationDataModule
+from imbal.data.segmentation.datasets import SegItem
+from imbal.data.segmentation.transforms import IMAGE_SUFFIXES, read_rgb
 from imbal.errors import ImbalError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class MaskFolderDataModule(SegmentationDataModule):
@@ -27,7 +27,7 @@ class MaskFolderDataModule(SegmentationDataModule):
         images, masks: sub-folder names.
         foreground: mask value that marks foreground; null: any non-zero value
             (the mask must then hold only 0 and one other value, e.g. 0/1 or 0/255).
-        Others: see :class:`imbal.data.airbus.SegmentationDataModule`.
+        Others: see :class:`imbal.data.segmentation.base.SegmentationDataModule`.
     """
 
     name = "mask_folder"
@@ -99,7 +99,7 @@ class MaskFolderDataModule(SegmentationDataModule):
         return read_rgb(self.root / self.images_name / item.image_id, where="data 'mask_folder'")
 
     def load_instances(self, item: SegItem) -> np.ndarray:
-        from imbal.metrics_seg import label_components
+        from imbal.metrics.segmentation import label_components
 
         lab, _ = label_components(self._binary(self._mask_paths[item.image_id]))
         return lab.astype(np.int32)

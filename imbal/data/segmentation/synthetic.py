@@ -3,7 +3,7 @@
 ``<dir>/train_v2/<ImageId>.jpg`` (RGB JPEGs) and
 ``<dir>/train_ship_segmentations_v2.csv`` (``ImageId,EncodedPixels``, one row
 per ship, one empty row per ship-free image), masks written through
-:func:`imbal.data.rle.rle_encode`.  Images: a sea-like texture (low-frequency
+:func:`imbal.data.segmentation.rle.rle_encode`.  Images: a sea-like texture (low-frequency
 swell, fine chop, a few whitecaps, now and then a bright cloud, the hard
 negatives), and on a minority of images 1-4 rotated, elongated, non-overlapping
 ships of varied size, brighter than the sea, with a dark shadow on one side.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imbal.data.rle import rle_encode
+from imbal.data.segmentation.rle import rle_encode
+from imbal.io import write_text_atomic
 
 #: Bump when the generator changes, so stale caches are not reused.
 VERSION = 1
@@ -119,7 +120,7 @@ def generate(
             rows += [f"{image_id},{rle_encode(s.astype(np.uint8))}" for s in ships]
         else:
             rows.append(f"{image_id},")
-    (root / "train_ship_segmentations_v2.csv").write_text("\n".join(rows) + "\n")
+    write_text_atomic(root / "train_ship_segmentations_v2.csv", "\n".join(rows) + "\n")
     return root
 
 
@@ -138,7 +139,9 @@ def cached(cache_dir: str | Path | None = None, **params) -> tuple[Path, bool]:
     (tmp / "params.json").write_text(key_src)
     (tmp / "DONE").write_text("ok\n")
     try:
-        os.replace(tmp, final)  # atomic; another process may have won the race
+        # the whole directory in one rename (imbal.io.atomic_path renames single files);
+        # another process may have won the race
+        os.replace(tmp, final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (final / "DONE").is_file():

@@ -8,6 +8,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from imbal.data.segmentation.transforms import denormalize
+
 
 def overlay(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.6) -> np.ndarray:
     """``rgb`` (uint8 [H, W, 3]) with ``mask`` pixels blended towards ``color``."""
@@ -85,8 +87,6 @@ class SegmentationOverlay(L.Callback):
         with torch.no_grad():
             logits = pl_module(x.to(pl_module.device)).float().cpu()
         pred = (torch.sigmoid(logits[:, 0]) > self.threshold).float()
-        from imbal.data.airbus import denormalize
-
         images = denormalize(x)
         side = max(x.shape[-2:])
         if side > self.max_side:  # nearest down-scaling keeps the masks binary
