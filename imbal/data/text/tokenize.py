@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.io import atomic_path
 
 KINDS = ("word", "wordpiece", "pretrained")
 PAD, UNK = "[PAD]", "[UNK]"
@@ -165,9 +166,8 @@ def build_tokenizer(
         return TextTokenizer(Tokenizer.from_file(str(path)), kind=kind, max_length=max_length, file=str(path), cached=True)
     tok = _train_tokenizers(train_texts, kind, key["vocab_size"], key["min_frequency"], key["lowercase"])
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, path)  # atomic: a concurrent run never reads half a file
+    with atomic_path(path) as tmp:  # a concurrent run never reads half a file
+        tok.save(str(tmp))
     return TextTokenizer(tok, kind=kind, max_length=max_length, file=str(path))
 
 

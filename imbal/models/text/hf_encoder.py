@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError
-from imbal.models.textcnn import TextEncoder, stats_extra
+from imbal.models.text.base import TextEncoder, text_info
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -36,13 +36,13 @@ class HFEncoder(TextEncoder):
 
     def __init__(self, *, path: str, stats: Any, freeze: bool | int = False, dropout: float = 0.1):
         super().__init__()
-        extra = stats_extra(stats)
+        info = text_info(stats, "hf_encoder")
         if not path:
             raise ImbalError("model.path is required: a local Hugging Face checkpoint directory")
         p = Path(path).expanduser()
         if not p.is_dir() or not (p / "config.json").is_file():
             raise ImbalError(f"model.path '{path}' is not a Hugging Face checkpoint directory (no config.json there)")
-        if extra.get("tokenizer_kind") != "pretrained":
+        if info.tokenizer_kind != "pretrained":
             raise ImbalError(
                 f"model hf_encoder needs the checkpoint's own tokenizer: add data.tokenizer.kind=pretrained "
                 f"data.tokenizer.path={path}"
@@ -56,12 +56,12 @@ class HFEncoder(TextEncoder):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ImbalError(f"model.path '{path}': the checkpoint could not be loaded ({first})") from exc
         n_emb = self.model.get_input_embeddings().num_embeddings
-        if int(extra.get("vocab_size", 0)) > n_emb:
+        if int(info.vocab_size) > n_emb:
             raise ImbalError(
-                f"data's tokenizer has {extra['vocab_size']} tokens but the checkpoint at '{path}' embeds {n_emb}; "
+                f"data's tokenizer has {info.vocab_size} tokens but the checkpoint at '{path}' embeds {n_emb}; "
                 f"use data.tokenizer.path={path}"
             )
-        self.pair = bool(extra.get("text_pair", False))
+        self.pair = bool(info.pair)
         self.dim = int(self.model.config.hidden_size)
         self.drop = torch.nn.Dropout(dropout)
         self._freeze(freeze)

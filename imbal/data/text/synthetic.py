@@ -5,7 +5,7 @@ Every class owns ``topic_words`` pseudo-words; a document of class ``c`` has
 topic words with probability ``signal`` and otherwise from a shared vocabulary
 of ``noise_words`` pseudo-words with Zipf frequencies (exponent ``zipf``) — the
 way real text mixes a few telling words into many common ones.  Class sizes
-follow the long-tail profile of DESIGN.md (``n_i = n_max * ratio^(-i/(C-1))``);
+follow the long-tail profile of docs/design.md (``n_i = n_max * ratio^(-i/(C-1))``);
 validation and test are balanced (``val_per_class``, ``test_per_class``).
 The corpus then goes through exactly the same pipeline as ``data=text``
 (tokenizer trained on the training split, per-batch padding, samplers).
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from imbal.data.profile import longtail_counts
-from imbal.data.text import TextDataModule
+from imbal.data.text.module import TextDataModule
 from imbal.errors import ImbalError
 
 _ONSETS = ["b", "c", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "st", "tr", "pl", "gr"]

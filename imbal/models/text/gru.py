@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from imbal.errors import ImbalError
-from imbal.models.textcnn import TextEncoder, build_embedding, text_stats
+from imbal.models.text.base import TextEncoder, build_embedding, text_stats
 
 POOLINGS = ("max", "attention", "last")
 

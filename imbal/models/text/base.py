@@ -1,4 +1,4 @@
-"""Text backbones' common parts and the two-channel textCNN of Kim (2014).
+"""What every text backbone shares: the siamese encoder base and the embedding helpers.
 
 A text backbone takes the batch dict of the text data modules
 (``input_ids``, ``attention_mask`` ``[B, L]``; plus ``input_ids_b``,
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imbal.data.stats import DataStats, TextInfo
 from imbal.errors import ImbalError
 
 
@@ -52,21 +52,18 @@ class TextEncoder(nn.Module):
         return pair_features(u, self.encode(x["input_ids_b"], x["attention_mask_b"]))
 
 
-def stats_extra(stats: Any) -> dict:
-    """``stats.extra``; Hydra's instantiate hands a DataStats over as a plain dict."""
-    if isinstance(stats, dict):
-        return dict(stats.get("extra") or {})
-    return dict(getattr(stats, "extra", None) or {})
+def text_info(stats: DataStats, model: str) -> TextInfo:
+    """The tokenizer facts of a text data module's stats; refused in one line for other data."""
+    info = getattr(stats, "text", None)
+    if info is None:
+        raise ImbalError(f"model '{model}' needs a text data module (the data's stats carry no tokenizer)")
+    return info
 
 
-def text_stats(stats: Any, model: str) -> tuple[int, int, bool, str | None]:
+def text_stats(stats: DataStats, model: str) -> tuple[int, int, bool, str | None]:
     """(vocab_size, pad_id, is_pair, tokenizer_file) from a text data module's stats."""
-    extra = stats_extra(stats)
-    if "vocab_size" not in extra:
-        raise ImbalError(f"model '{model}' needs a text data module (stats.extra has no vocab_size)")
-    return int(extra["vocab_size"]), int(extra.get("pad_id", 0)), bool(extra.get("text_pair", False)), extra.get(
-        "tokenizer_file"
-    )
+    info = text_info(stats, model)
+    return int(info.vocab_size), int(info.pad_id), bool(info.pair), info.tokenizer_file
 
 
 def load_vectors(path: str, vocab: dict[str, int], vocab_size: int, *, seed: int = 0) -> tuple[Tensor, float]:
@@ -146,78 +143,3 @@ def build_embedding(
     with torch.no_grad():
         emb.weight[pad_id].zero_()
     return emb, None
-
-
-class TextCNN(TextEncoder):
-    """Kim (2014) CNN for sentence classification.
-
-    Embeddings ``[B, L, d]`` -> convolutions of widths ``filter_sizes`` with
-    ``num_filters`` maps each and ReLU -> max-over-time pooling (over real
-    tokens only) -> concatenation -> dropout.  The classifier head comes from
-    the task.
-
-    Args:
-        stats: the text data module's stats (vocabulary size, padding id, pairs).
-        channels: ``two`` (Kim's multichannel: a static copy of the embedding and
-            a fine-tuned one, each convolved by the same filters and summed),
-            ``nonstatic`` (one fine-tuned channel) or ``static`` (one frozen).
-            Without ``pretrained`` vectors the static channel is a frozen random
-            embedding (Kim's CNN-rand has one non-static channel: use ``nonstatic``).
-        embed_dim: embedding size (300 as word2vec; ignored when ``pretrained`` gives vectors).
-        pretrained: a local GloVe / word2vec text file, or null.
-        filter_sizes, num_filters: 3/4/5 x 100 in the paper.
-        dropout: 0.5 in the paper (applied to the pooled features).
-
-    Reference:
-        Y. Kim. Convolutional Neural Networks for Sentence Classification. EMNLP 2014.
-    """
-
-    def __init__(
-        self,
-        *,
-        stats: Any,
-        channels: str = "two",
-        embed_dim: int = 300,
-        pretrained: str | None = None,
-        filter_sizes: Sequence[int] = (3, 4, 5),
-        num_filters: int = 100,
-        dropout: float = 0.5,
-    ):
-        super().__init__()
-        if channels not in ("two", "nonstatic", "static"):
-            raise ImbalError(f"model.channels '{channels}' is not one of two, nonstatic, static")
-        _, self.pad_id, self.pair, _ = text_stats(stats, "textcnn")
-        emb, self.pretrained_coverage = build_embedding(stats, "textcnn", embed_dim, pretrained)
-        self.channels = channels
-        d = emb.embedding_dim
-        if channels == "two":
-            self.embedding = emb
-            self.static = nn.Embedding.from_pretrained(emb.weight.detach().clone(), freeze=True, padding_idx=self.pad_id)
-        elif channels == "nonstatic":
-            self.embedding, self.static = emb, None
-        else:
-            self.embedding = nn.Embedding.from_pretrained(emb.weight.detach().clone(), freeze=True, padding_idx=self.pad_id)
-            self.static = None
-        self.filter_sizes = [int(k) for k in filter_sizes]
-        self.convs = nn.ModuleList(nn.Conv1d(d, int(num_filters), k) for k in self.filter_sizes)
-        self.dropout = nn.Dropout(dropout)
-        self.dim = int(num_filters) * len(self.filter_sizes)
-
-    def encode(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        kmax = max(self.filter_sizes)
-        if input_ids.shape[1] < kmax:  # a batch of very short texts: pad so the widest filter fits
-            input_ids = F.pad(input_ids, (0, kmax - input_ids.shape[1]), value=self.pad_id)
-            attention_mask = F.pad(attention_mask, (0, kmax - attention_mask.shape[1]), value=0)
-        e = self.embedding(input_ids).transpose(1, 2)  # [B, d, L]
-        es = self.static(input_ids).transpose(1, 2) if self.static is not None else None
-        lengths = attention_mask.sum(1)
-        pooled = []
-        for k, conv in zip(self.filter_sizes, self.convs):
-            # Kim's multichannel: each filter is applied to both channels and the results added
-            h = conv(e) if es is None else conv(e) + F.conv1d(es, conv.weight)
-            h = F.relu(h)  # [B, F, L - k + 1]
-            # max over windows that start on a real token (a text shorter than k keeps its first window)
-            valid = torch.arange(h.shape[2], device=h.device)[None, :] < (lengths - k + 1).clamp_min(1)[:, None]
-            h = h.masked_fill(~valid[:, None, :], float("-inf"))
-            pooled.append(h.amax(dim=2))
-        return self.dropout(torch.cat(pooled, dim=1))
