@@ -15,7 +15,7 @@ from imbal.posthoc.prior_shift import em_prior, shift_posteriors
 from imbal.posthoc.threshold import best_cut
 
 
-def ctx_for(task, num_classes, counts, val_logits, val_y, test_logits, test_y, test_prior=None, extra=None):
+def ctx_for(task, num_classes, counts, val_logits, val_y, test_logits, test_y, test_prior=None, num_train=None):
     stats = DataStats(
         task=task,
         num_classes=num_classes,
@@ -23,7 +23,7 @@ def ctx_for(task, num_classes, counts, val_logits, val_y, test_logits, test_y, t
         class_names=[str(i) for i in range(num_classes)],
         modality="text",
         test_prior=test_prior,
-        extra=extra or {},
+        num_train=num_train,
     )
     return ph.PosthocContext(
         stats=stats, val_logits=val_logits, val_targets=val_y, test_logits=test_logits, test_targets=test_y
@@ -124,12 +124,12 @@ def test_multilabel_per_label_shift():
     p = torch.tensor([[0.5, 0.2], [0.8, 0.6]], dtype=torch.float64)
     logits = torch.log(p / (1 - p)).float()
     y = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
-    ctx = ctx_for("multilabel", 2, [50, 10], logits, y, logits, y, extra={"num_train": 100})
+    ctx = ctx_for("multilabel", 2, [50, 10], logits, y, logits, y, num_train=100)
     out = ph.apply({"prior_shift": {"test_prior": [0.25, 0.1]}}, ctx)
     got = torch.sigmoid(out["prior_shift"].double())
     a0, b0 = 0.25 / 0.5, 0.75 / 0.5
     assert got[0, 0].item() == pytest.approx(a0 * 0.5 / (a0 * 0.5 + b0 * 0.5), abs=1e-6)
-    a1, b1 = 0.1 / 0.1, 0.9 / 0.9  # same prior: unchanged
+    # label 1: test rate 0.1 = train rate 10 / 100, so the odds ratio is 1 and nothing changes
     assert got[:, 1].numpy() == pytest.approx([0.2, 0.6], abs=1e-6)
 
 

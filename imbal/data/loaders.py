@@ -1,7 +1,7 @@
 """DataLoaders shared by every data module, with the sampler chosen in ``conf/sampler/``.
 
 The training sampler is picked by the ``sampler`` config group (``name: none``
-is plain shuffling).  Data modules receive that node as their ``sampler``
+is plain shuffling; a user's own sampler class is named by ``_target_``).  Data modules receive that node as their ``sampler``
 argument and call :func:`train_loader`, so every data domain gets every sampler.
 """
 
@@ -15,32 +15,60 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from imbal.errors import ImbalError
 
 
-def build_sampler(sampler_cfg: Mapping[str, Any] | None, labels: Sequence[int] | torch.Tensor, *, seed: int) -> Sampler | None:
+def build_sampler(sampler_cfg: Any, labels: Sequence[int] | torch.Tensor, *, seed: int) -> Sampler | None:
     """The training sampler a ``sampler`` config names, or None for plain shuffling.
 
-    ``none`` (instance-balanced), ``class_balanced``, ``sqrt`` and
-    ``progressive`` (``epochs``: the T of Kang et al. Eq. 2, default the
-    trainer's max_epochs in ``conf/sampler/progressive.yaml``); see
-    :mod:`imbal.data.samplers`.  ``num_samples`` (draws per epoch) is optional.
-    """
-    from imbal.data.samplers import SAMPLERS, ClassSampler, ProgressiveSampler
+    ``sampler_cfg`` is one of:
 
-    cfg = dict(sampler_cfg or {})
-    name = cfg.pop("name", "none")
-    if name in (None, "none"):
+    * None, or a node with ``name: none`` (or ``name: null``): plain shuffling (None).
+    * A node with ``name`` registered in :data:`imbal.data.samplers.SAMPLERS`:
+      ``class_balanced``, ``sqrt`` and ``progressive`` (``epochs``: the T of
+      Kang et al. Eq. 2, default the trainer's max_epochs in
+      ``conf/sampler/progressive.yaml``); ``num_samples`` (draws per epoch) is
+      optional.  A key the sampler does not take is refused in one line.
+    * A node with ``_target_``: a user's sampler, no registration needed, e.g.
+      ``{name: mine, _target_: mypkg.MySampler, alpha: 2}``.  The contract:
+      ``_target_`` is the dotted path (``pkg.module.Class`` or
+      ``pkg.module:Class``) of a :class:`torch.utils.data.Sampler` subclass, or
+      of a function returning one (or None for plain shuffling).  It is called as
+      ``Class(labels=labels, seed=seed, **rest)`` where ``labels`` is a 1-D
+      integer tensor, the class id of every training sample; ``seed`` is the
+      run's seed; ``rest`` is every other key of the node (``name`` only labels
+      the node in messages; Hydra's ``_partial_``/``_recursive_``/``_convert_``
+      are dropped).  A key its signature does not take, a path that cannot be
+      imported, or an object that is not a sampler is refused in one line.
+      The indices it yields are what the DataLoader loads; under DDP Lightning
+      shards them across ranks (so every rank must yield the same sequence:
+      seed from ``seed``, not from the process) and calls ``set_epoch(epoch)``
+      on it, when it has one, at the start of every training epoch.
+    * A callable: what Hydra makes of a ``_target_`` node with ``_partial_: true``;
+      called with ``labels=..., seed=...`` as above.  This is the form a config
+      file takes (``conf/sampler/mine.yaml``: ``_target_: mypkg.MySampler``,
+      ``_partial_: true`` and the sampler's own keys, without ``name``): the data
+      node holds ``sampler: ${sampler}`` and Hydra instantiates a nested
+      ``_target_`` node itself, so without ``_partial_`` it would call the class
+      before the data module has labels.
+
+    See :mod:`imbal.data.samplers`.
+    """
+    from imbal.data.samplers import SAMPLERS
+
+    if sampler_cfg is None:
         return None
-    num_samples = cfg.pop("num_samples", None)
-    if name == "progressive":
-        epochs = cfg.pop("epochs", None)
-        sampler = ProgressiveSampler(labels, total_epochs=epochs, seed=seed, num_samples=num_samples)
-    elif name in ("class_balanced", "sqrt"):
-        sampler = ClassSampler(labels, q=0.0 if name == "class_balanced" else 0.5, seed=seed,
-                               num_samples=num_samples, name=name)
+    if callable(sampler_cfg) and not isinstance(sampler_cfg, Mapping):
+        label = getattr(getattr(sampler_cfg, "func", sampler_cfg), "__qualname__", "sampler")
+        sampler = sampler_cfg(labels=torch.as_tensor(labels), seed=seed)
+    elif isinstance(sampler_cfg, Mapping) and "_target_" in sampler_cfg:
+        label = str(sampler_cfg.get("name") or sampler_cfg["_target_"])
+        sampler = SAMPLERS.build(dict(sampler_cfg), labels=torch.as_tensor(labels), seed=seed)
     else:
-        raise ImbalError(f"unknown sampler '{name}'; choose one of: {', '.join(SAMPLERS)}")
-    if cfg:
-        raise ImbalError(f"sampler '{name}' got unknown keys {sorted(cfg)}; it takes: num_samples"
-                         + (", epochs" if name == "progressive" else ""))
+        cfg = dict(sampler_cfg)
+        name = cfg.setdefault("name", "none")
+        label = str(name)
+        sampler = SAMPLERS.build({**cfg, "name": "none" if name is None else name}, labels=labels, seed=seed)
+    if sampler is not None and not (isinstance(sampler, Sampler) or hasattr(sampler, "__iter__")):
+        raise ImbalError(f"sampler '{label}' gave a {type(sampler).__name__}, not a torch.utils.data.Sampler "
+                         "(an iterable of dataset indices)")
     return sampler
 
 
@@ -73,7 +101,7 @@ def train_loader(
     labels: Sequence[int] | torch.Tensor | None,
     batch_size: int,
     seed: int,
-    sampler_cfg: Mapping[str, Any] | None = None,
+    sampler_cfg: Any = None,
     num_workers: int = 0,
     collate_fn: Callable | None = None,
     drop_last: bool = False,

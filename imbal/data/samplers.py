@@ -19,6 +19,12 @@ replacement, ``len(dataset)`` per epoch) with a generator re-seeded from
 into distinct per-rank shares; Lightning calls ``set_epoch`` on the sampler
 (directly, or forwarded by its wrapper) at the start of every training epoch.
 
+The samplers a config names (``conf/sampler/``) are registered in
+:data:`SAMPLERS` (an :class:`imbal.registry.Registry`) as factories
+``fn(*, labels, seed, **params) -> Sampler | None``; ``none`` gives None (plain
+shuffling).  A user's sampler needs no registration: a ``_target_`` node names
+its class (see :func:`imbal.data.loaders.build_sampler`).
+
 Reference:
     Kang, Xie, Rohrbach, Yan, Gordo, Feng, Kalantidis. Decoupling representation
     and classifier for long-tailed recognition. ICLR 2020, Section 4.1.
@@ -32,6 +38,8 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, MULTICLASS
+from imbal.registry import Registry
 
 
 def class_probabilities(counts: Sequence[int] | torch.Tensor, q: float) -> torch.Tensor:
@@ -54,7 +62,7 @@ def _labels_tensor(labels: Sequence[int] | torch.Tensor, where: str) -> torch.Te
     if y.numel() == 0:
         raise ImbalError(f"sampler '{where}': the training split is empty")
     if y.dtype.is_floating_point or (y < 0).any():
-        raise ImbalError(f"sampler '{where}' needs integer class ids >= 0 per training sample (multiclass or binary data)")
+        raise ImbalError(f"sampler '{where}' needs integer class ids >= 0 per training sample ({MULTICLASS} or {BINARY} data)")
     return y.long()
 
 
@@ -112,4 +120,30 @@ class ProgressiveSampler(ClassSampler):
         return progressive_probabilities(self.counts, self.epoch, self.total_epochs)
 
 
-SAMPLERS = ("none", "class_balanced", "sqrt", "progressive")
+#: Samplers by config name, in the order listings show them.
+SAMPLERS: Registry = Registry("sampler")
+
+
+@SAMPLERS.register("none")
+def instance_balanced(*, labels=None, seed: int = 0, **ignored) -> None:
+    """Instance-balanced: plain shuffling, which the loaders do themselves (keys are ignored)."""
+    return None
+
+
+@SAMPLERS.register("class_balanced")
+def class_balanced(*, labels: Sequence[int] | torch.Tensor, seed: int, num_samples: int | None = None) -> ClassSampler:
+    """Every class equally likely (q = 0)."""
+    return ClassSampler(labels, q=0.0, seed=seed, num_samples=num_samples, name="class_balanced")
+
+
+@SAMPLERS.register("sqrt")
+def square_root(*, labels: Sequence[int] | torch.Tensor, seed: int, num_samples: int | None = None) -> ClassSampler:
+    """Class ``j`` drawn with probability proportional to ``sqrt(n_j)`` (q = 1/2)."""
+    return ClassSampler(labels, q=0.5, seed=seed, num_samples=num_samples, name="sqrt")
+
+
+@SAMPLERS.register("progressive")
+def progressive(*, labels: Sequence[int] | torch.Tensor, seed: int, num_samples: int | None = None,
+                epochs: int | None = None) -> ProgressiveSampler:
+    """Progressive-balanced over ``epochs`` epochs (the T of Eq. 2)."""
+    return ProgressiveSampler(labels, total_epochs=epochs, seed=seed, num_samples=num_samples)

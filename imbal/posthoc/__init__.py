@@ -9,8 +9,16 @@ scores them all.  A correction is a function::
 returning ``{result_name: corrected_test_logits}`` (a correction may return
 several variants, e.g. ``la`` with tau=1 and ``la_tuned``), and may record
 what it chose (a tuned tau, an estimated prior) in ``ctx.info[result_name]``.
-Corrections are registered in :data:`CORRECTIONS` and switched on by the
-``posthoc`` config node (``posthoc.<name>: {params}`` or ``null`` to skip).
+Corrections are registered in :data:`CORRECTIONS` (an :class:`imbal.registry.Registry`)
+with :func:`register` and switched on by the ``posthoc`` config node
+(``posthoc.<name>: {params}`` or ``null`` to skip).  A user's correction is
+registered the same way, before the run (e.g. in a module its config imports)::
+
+    from imbal.posthoc import register
+
+    @register("my_shift")
+    def my_shift(ctx, *, delta=1.0):
+        return {"my_shift": ctx.test_logits + delta}
 """
 
 from __future__ import annotations
@@ -18,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-import torch
 from torch import Tensor, nn
 
 from imbal.data.stats import DataStats
 from imbal.errors import ImbalError
+from imbal.registry import Registry
 
 
 @dataclass
@@ -41,15 +49,12 @@ class PosthocContext:
 
 
 Correction = Callable[..., "dict[str, Tensor]"]
-CORRECTIONS: dict[str, Correction] = {}
+CORRECTIONS: Registry[Correction] = Registry("post-hoc correction", hint="choose from", sort=True)
 
 
 def register(name: str) -> Callable[[Correction], Correction]:
-    def deco(fn: Correction) -> Correction:
-        CORRECTIONS[name] = fn
-        return fn
-
-    return deco
+    """Decorator: register ``fn(ctx, **params) -> {result_name: logits}`` as correction ``name``."""
+    return CORRECTIONS.register(name)
 
 
 def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext, *, skip_errors: bool = False) -> dict[str, Tensor]:
@@ -62,13 +67,12 @@ def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext, *, skip_er
     for name, params in (posthoc_cfg or {}).items():
         if params is None or params is False:
             continue
-        if name not in CORRECTIONS:
-            raise ImbalError(f"unknown post-hoc correction '{name}'; choose from: {', '.join(sorted(CORRECTIONS))}")
+        fn = CORRECTIONS.get(name)
         params = {} if params is True else dict(params)
         if params.pop("enabled", True) is False:
             continue
         try:
-            out.update(CORRECTIONS[name](ctx, **params))
+            out.update(fn(ctx, **params))
         except ImbalError as exc:
             if not skip_errors:
                 raise

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError

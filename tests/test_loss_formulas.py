@@ -1,4 +1,4 @@
-"""The foundation's first losses against numbers worked by hand."""
+"""Loss formulas against numbers worked by hand: ce, focal, weighted_ce (and sklearn's weights), logit_adjusted."""
 
 import math
 
