@@ -6,11 +6,11 @@ import argparse
 import hashlib
 import inspect
 import json
-import os
 import sys
 from pathlib import Path
 
 from imbal.errors import ImbalError, exit_with
+from imbal.io import write_text_atomic
 
 
 def _fmt_default(v) -> str:
@@ -96,9 +96,8 @@ def loss_listing(use_cache: bool = True) -> dict:
     if key is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps({"key": key, **listing}))
-            os.replace(tmp, path)  # atomic: a concurrent listing never reads half a file
+            # atomic: a concurrent listing never reads half a file
+            write_text_atomic(path, json.dumps({"key": key, **listing}))
         except OSError:
             pass  # a read-only cache only costs the speed-up
     return listing
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh", action="store_true", help="ignore the cached listing (it is keyed by the "
                    "installed plugins and the loss sources' mtimes, so this is rarely needed)")
     p.set_defaults(func=cmd_losses)
-    from imbal import report
+    from imbal.reporting import report
 
     p = report.add_arguments(
         sub.add_parser("report", help="compare runs: mean ± std over seeds per configuration (report.md/.csv/.png)")

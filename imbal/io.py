@@ -35,3 +35,20 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """JSON (indented, non-JSON values as ``str``) written atomically."""
     return write_text_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+def read_json_object(path: str | Path, *, expected: str) -> dict:
+    """The JSON object in ``path``; a missing, malformed or non-object file is one line naming it
+    (``expected`` says what the file should have been, e.g. "expected the directory of a finished run")."""
+    from imbal.errors import ImbalError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImbalError(f"{path} not found; {expected}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ImbalError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ImbalError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

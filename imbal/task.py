@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from imbal.data.stats import DataStats
 from imbal.guards import NonFiniteGuard
+from imbal.kinds import BINARY
 from imbal.metrics import build_metrics
 from imbal.models.heads import build_head
 
@@ -88,7 +89,7 @@ class ImbalanceTask(L.LightningModule):
         """(features, logits); features is the backbone output (the logits for a U-Net)."""
         feats = self.backbone(x)
         logits = self.head(feats)
-        if self.task_kind == "binary" and logits.ndim == 2:
+        if self.task_kind == BINARY and logits.ndim == 2:
             logits = logits.squeeze(-1)
         return feats, logits
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from imbal.config import conf_dir, register_configs
 from imbal.errors import ImbalError
-from imbal.loggers import choose_mode, finish_loggers, has_api_key, sweep_group
+from imbal.reporting.loggers import choose_mode, finish_loggers, has_api_key, sweep_group
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def test_many_composes_csv_tensorboard_and_wandb_into_the_run_dir(tmp_path):
     nodes = OmegaConf.to_container(cfg.logger, resolve=True)
     assert sorted(nodes) == ["csv", "tensorboard", "wandb"]
     assert {n["save_dir"] for n in nodes.values()} == {str(tmp_path)}
-    assert nodes["wandb"]["_target_"] == "imbal.loggers.wandb_logger"
+    assert nodes["wandb"]["_target_"] == "imbal.reporting.loggers.wandb_logger"
     assert nodes["wandb"]["name"] == "digits_lt-small_cnn-focal-seed3"
     assert nodes["wandb"]["tags"] == ["digits_lt", "small_cnn", "focal"]
     assert nodes["wandb"]["group"] is None and nodes["wandb"]["mode"] is None
@@ -88,7 +88,7 @@ def test_csv_and_tensorboard_write_metrics_and_hparams(tmp_path):
     from hydra.utils import instantiate
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from imbal.loggers import log_config
+    from imbal.reporting.loggers import log_config
 
     cfg = _compose(tmp_path, "logger=many")
     loggers = [instantiate(cfg.logger[k]) for k in ("csv", "tensorboard")]
@@ -125,7 +125,7 @@ WANDB_SCRIPT = textwrap.dedent(
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
     from imbal.config import conf_dir, register_configs
-    from imbal.loggers import finish_loggers
+    from imbal.reporting.loggers import finish_loggers
 
     run_dir = Path(sys.argv[1])
     register_configs()

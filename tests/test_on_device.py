@@ -151,7 +151,6 @@ def test_ddp_shares_are_lightnings(cifar_root, sampler):
         on.trainer = types.SimpleNamespace(
             strategy=types.SimpleNamespace(root_device=torch.device("cpu")),
             distributed_sampler_kwargs={"num_replicas": 3, "rank": rank},
-            _accelerator_connector=types.SimpleNamespace(use_distributed_sampler=True, is_distributed=True),
         )
         off = cifar(cifar_root, augment=False, sampler=sampler)
         dl_off = off.train_dataloader()
@@ -169,7 +168,7 @@ def test_ddp_shares_are_lightnings(cifar_root, sampler):
     # together the ranks cover the epoch's 78 draws, padded to 78 (divisible by 3: no repeats added)
     assert sum(len(s) for s in shares) == 78
     # without use_distributed_sampler every rank gets the whole sequence, as a DataLoader would
-    on.trainer._accelerator_connector.use_distributed_sampler = False
+    on.use_distributed_sampler = False
     assert len(on.train_dataloader().sampler) == 78
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from imbal.data.stats import DataStats
 from imbal.metrics import expected_calibration_error, reliability_bins
-from imbal.plots import confusion_matrix, confusion_size, png_size, write_run_plots
+from imbal.reporting.plots import confusion_matrix, confusion_size, png_size, write_run_plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COUNTS = [500, 200, 80, 30, 12]

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from imbal.errors import ImbalError
-from imbal.plots import png_size
-from imbal.report import build_report, main, write_report
+from imbal.reporting.plots import png_size
+from imbal.reporting.report import main, write_report
+from imbal.reporting.sweep import build_report
 
 # (data, loss, tau or None, seed) -> test balanced acc, macro-F1, few, post-hoc la balanced acc, wall time
 RUNS = {

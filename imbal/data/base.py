@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -14,6 +13,8 @@ from torch.utils.data import TensorDataset
 from imbal.data.loaders import eval_loader, train_loader
 from imbal.data.stats import DataStats
 from imbal.errors import ImbalError
+from imbal.io import write_json_atomic
+from imbal.kinds import MULTICLASS, VECTOR
 
 
 def check_labels(y: torch.Tensor, num_classes: int, *, where: str) -> None:
@@ -36,6 +37,8 @@ class DataModuleBase(L.LightningDataModule):
 
     name = "data"
     _stats: DataStats | None = None
+    #: ``trainer.use_distributed_sampler`` (copied by the runner): False keeps on-device loaders unsharded
+    use_distributed_sampler: bool = True
 
     @property
     def stats(self) -> DataStats:
@@ -62,10 +65,12 @@ class DataModuleBase(L.LightningDataModule):
         """A DataLoader (or, with ``on_device``, a device batch iterator) over ``split``; shared by every
         module that keeps ``self.splits`` and a ``batch_size``."""
         if getattr(self, "on_device", False):
-            from imbal.data.on_device import split_loader
+            from imbal.data.on_device import DeviceSplits, split_loader
 
+            if getattr(self, "_device_splits", None) is None:
+                self._device_splits = DeviceSplits()
             x, y = self.device_tensors(split)
-            return split_loader(self, split, x, y, self.device_transform(split))
+            return split_loader(self, split, x, y, self.device_transform(split), self._device_splits)
         if split == "train":
             return train_loader(self.splits["train"], labels=self.labels("train"), batch_size=self.batch_size,
                                 seed=self.seed, sampler_cfg=self.sampler_cfg, num_workers=self.num_workers)
@@ -81,10 +86,8 @@ class DataModuleBase(L.LightningDataModule):
         return self.loader("test")
 
     def save_manifest(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / "data_manifest.json"
         manifest = getattr(self, "manifest", {}) or {}
-        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **manifest}, indent=2, default=str))
-        return path
+        return write_json_atomic(Path(run_dir) / "data_manifest.json", {"data": self.name, "seed": self.seed, **manifest})
 
 
 class InMemoryDataModule(DataModuleBase):
@@ -101,8 +104,8 @@ class InMemoryDataModule(DataModuleBase):
     """
 
     name = "in_memory"
-    modality = "vector"
-    task = "multiclass"
+    modality = VECTOR
+    task = MULTICLASS
 
     def __init__(
         self, *, batch_size: int = 64, num_workers: int = 0, seed: int = 0, sampler: Any = None,

@@ -36,6 +36,7 @@ from torch.utils.data import TensorDataset
 from imbal.data.base import InMemoryDataModule, balanced_holdout
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
 from imbal.errors import ImbalError
+from imbal.kinds import IMAGE, MULTICLASS
 
 #: Normalisation of the LDAM reference code (``cifar_train.py``), used there for
 #: CIFAR-10 and CIFAR-100 alike; kept for both so the paper recipes match it.
@@ -91,8 +92,8 @@ class CIFARLTDataModule(InMemoryDataModule):
     """
 
     name = "cifar_lt"
-    modality = "image"
-    task = "multiclass"
+    modality = IMAGE
+    task = MULTICLASS
     #: set by the subclasses
     num_classes_: int = 0
     title = ""

@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 from imbal.data.base import InMemoryDataModule, balanced_holdout
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
 from imbal.errors import ImbalError
+from imbal.kinds import IMAGE, MULTICLASS
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -56,8 +57,8 @@ class DigitsLTDataModule(InMemoryDataModule):
     """
 
     name = "digits_lt"
-    modality = "image"
-    task = "multiclass"
+    modality = IMAGE
+    task = MULTICLASS
 
     def __init__(
         self,

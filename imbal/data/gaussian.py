@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 
 from imbal.data.base import InMemoryDataModule
 from imbal.data.profile import indices_hash, longtail_counts
+from imbal.kinds import MULTICLASS, VECTOR
 
 
 def _phi(z: float) -> float:
@@ -42,8 +43,8 @@ class GaussianLTDataModule(InMemoryDataModule):
     """
 
     name = "gaussian_lt"
-    modality = "vector"
-    task = "multiclass"
+    modality = VECTOR
+    task = MULTICLASS
 
     def __init__(
         self,

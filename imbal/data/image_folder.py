@@ -23,6 +23,7 @@ from imbal.data.base import DataModuleBase, balanced_holdout
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
 from imbal.data.stats import DataStats
 from imbal.errors import ImbalError
+from imbal.kinds import IMAGE, MULTICLASS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,8 +99,8 @@ class ImageFolderLTDataModule(DataModuleBase):
     """
 
     name = "image_folder_lt"
-    modality = "image"
-    task = "multiclass"
+    modality = IMAGE
+    task = MULTICLASS
 
     def __init__(
         self,

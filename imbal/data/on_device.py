@@ -121,10 +121,9 @@ def _train_shard(datamodule: Any) -> dict[str, int] | None:
     if trainer is None:
         return None
     kwargs = trainer.distributed_sampler_kwargs  # None unless a parallel strategy
-    conn = getattr(trainer, "_accelerator_connector", None)
-    uses = bool(getattr(conn, "use_distributed_sampler", True))
-    distributed = bool(getattr(conn, "is_distributed", kwargs is not None))
-    if not (uses and distributed and kwargs) or int(kwargs.get("num_replicas", 1)) <= 1:
+    # Lightning keeps trainer.use_distributed_sampler private; the runner copies it onto the data module
+    uses = bool(getattr(datamodule, "use_distributed_sampler", True))
+    if not (uses and kwargs) or int(kwargs.get("num_replicas", 1)) <= 1:
         return None
     return {"num_replicas": int(kwargs["num_replicas"]), "rank": int(kwargs["rank"])}
 
@@ -232,13 +231,11 @@ def eval_device_loader(datamodule: Any, x: Tensor, y: Tensor, transform: BatchTr
     return DeviceLoader(xd, yd, sampler=sampler, batch_size=datamodule.batch_size, transform=transform)
 
 
-def split_loader(datamodule: Any, split: str, x: Tensor, y: Tensor, transform: BatchTransform) -> DeviceLoader:
+def split_loader(datamodule: Any, split: str, x: Tensor, y: Tensor, transform: BatchTransform,
+                 splits: DeviceSplits) -> DeviceLoader:
     """The :class:`DeviceLoader` of ``split`` of a data module: the training loader for
-    ``"train"``, an evaluation loader otherwise.  The device copies of the splits are kept
-    on the data module (``datamodule._device_splits``), so each split is moved once."""
-    splits = getattr(datamodule, "_device_splits", None)
-    if splits is None:
-        splits = datamodule._device_splits = DeviceSplits()
+    ``"train"``, an evaluation loader otherwise.  ``splits`` (kept by the data module across
+    calls) holds the device copies, so each split is moved once."""
     if split == "train":
         return train_device_loader(datamodule, x, y, transform, splits=splits)
     return eval_device_loader(datamodule, x, y, transform, splits=splits)

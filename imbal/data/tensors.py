@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 
 from imbal.data.base import InMemoryDataModule
 from imbal.errors import ImbalError
+from imbal.kinds import IMAGE, MULTICLASS, VECTOR
 
 SPLITS = ("train", "val", "test")
 
@@ -30,15 +31,15 @@ class TensorFileDataModule(InMemoryDataModule):
     """
 
     name = "tensors"
-    task = "multiclass"
+    task = MULTICLASS
 
-    def __init__(self, *, path: str | None = None, num_classes: int | None = None, modality: str = "vector", **kwargs):
+    def __init__(self, *, path: str | None = None, num_classes: int | None = None, modality: str = VECTOR, **kwargs):
         super().__init__(**kwargs)
         if not path:
             raise ImbalError("data=tensors needs data.path=<file.npz> with x_train, y_train, x_val, y_val, x_test, y_test")
         self.path = Path(path).expanduser()
         self.num_classes = num_classes
-        if modality not in ("vector", "image"):
+        if modality not in (VECTOR, IMAGE):
             raise ImbalError(f"data.modality={modality!r}: expected 'vector' or 'image'")
         self.modality = modality
 

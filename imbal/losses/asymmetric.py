@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS, MULTILABEL, TASKS
 from imbal.losses.base import (
     ImbalanceLoss,
     elementwise,
@@ -141,7 +142,7 @@ class AsymmetricLoss(ImbalanceLoss):
         AsymmetricLossSingleLabel.
     """
 
-    tasks = ("multiclass", "binary", "multilabel", "segmentation")
+    tasks = TASKS
 
     def __init__(
         self,
@@ -153,7 +154,7 @@ class AsymmetricLoss(ImbalanceLoss):
         label_smoothing: float | None = None,
         disable_focal_grad: bool = False,
         reduction: str = "mean",
-        task: str = "multilabel",
+        task: str = MULTILABEL,
     ):
         super().__init__()
         self.gamma_neg = check_gamma(gamma_neg, loss="asymmetric", name="gamma_neg")
@@ -163,10 +164,10 @@ class AsymmetricLoss(ImbalanceLoss):
         if not 0.0 < float(eps) < 1.0:
             raise ImbalError(f"loss 'asymmetric': eps must be in (0, 1), got {eps!r}")
         if label_smoothing is None:
-            label_smoothing = 0.1 if task == "multiclass" else 0.0
+            label_smoothing = 0.1 if task == MULTICLASS else 0.0
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ImbalError(f"loss 'asymmetric': label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        if task != "multiclass" and label_smoothing:
+        if task != MULTICLASS and label_smoothing:
             raise ImbalError(f"loss 'asymmetric': label_smoothing is for the multiclass form, got task '{task}'")
         self.clip = None if clip is None else float(clip)
         self.eps = float(eps)
@@ -177,7 +178,7 @@ class AsymmetricLoss(ImbalanceLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         with no_autocast(logits.device.type):
-            if self.task == "multiclass":
+            if self.task == MULTICLASS:
                 return asymmetric_loss_single_label(
                     logits,
                     target,

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -27,7 +28,7 @@ class ImbalanceLoss(nn.Module):
     training epoch (deferred re-weighting uses it).
     """
 
-    tasks: ClassVar[tuple[str, ...]] = ("multiclass",)
+    tasks: ClassVar[tuple[str, ...]] = (MULTICLASS,)
     head: ClassVar[str] = "linear"
 
     def set_epoch(self, epoch: int) -> None:  # noqa: D401 - hook

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, MULTILABEL, SEGMENTATION, SIGMOID
 from imbal.losses.base import ImbalanceLoss, elementwise, check_reduction, counts_tensor, no_autocast
 
 
@@ -23,7 +24,7 @@ def auto_pos_weight(
     A label with no positive example has no finite ratio: an error naming it.
     """
     counts = counts_tensor(class_counts, loss=loss)
-    if task in ("binary", "segmentation"):
+    if task in (BINARY, SEGMENTATION):
         if counts.numel() != 2:
             raise ImbalError(
                 f"loss '{loss}': pos_weight 'auto' for task '{task}' needs class_counts [n_neg, n_pos], "
@@ -68,7 +69,7 @@ class BinaryCrossEntropy(ImbalanceLoss):
         ``tf.nn.weighted_cross_entropy_with_logits``.
     """
 
-    tasks = ("binary", "multilabel", "segmentation")
+    tasks = SIGMOID
 
     def __init__(
         self,
@@ -76,7 +77,7 @@ class BinaryCrossEntropy(ImbalanceLoss):
         pos_weight: str | float | Sequence[float] | None = None,
         num_samples: int | None = None,
         reduction: str = "mean",
-        task: str = "binary",
+        task: str = BINARY,
         class_counts: Sequence[int] | None = None,
         num_classes: int | None = None,
     ):
@@ -96,11 +97,11 @@ class BinaryCrossEntropy(ImbalanceLoss):
             weight = torch.as_tensor(pos_weight, dtype=torch.float32).reshape(-1)
             if not torch.isfinite(weight).all() or (weight < 0).any():
                 raise ImbalError(f"loss 'bce': pos_weight must be finite and >= 0, got {pos_weight!r}")
-        if weight is not None and task in ("binary", "segmentation"):
+        if weight is not None and task in (BINARY, SEGMENTATION):
             if weight.numel() != 1:
                 raise ImbalError(f"loss 'bce': task '{task}' takes one pos_weight, got {weight.numel()}")
             weight = weight.reshape(())
-        n_labels = num_classes if task == "multilabel" else None
+        n_labels = num_classes if task == MULTILABEL else None
         if weight is not None and n_labels is not None and weight.numel() not in (1, n_labels):
             raise ImbalError(
                 f"loss 'bce': {weight.numel()} pos_weight values for {n_labels} labels, expected 1 or {n_labels}"

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 from imbal.losses.base import (
     DeferredReweighting,
     ImbalanceLoss,
@@ -43,7 +44,7 @@ class CrossEntropy(DeferredReweighting, ImbalanceLoss):
         NeurIPS 2019 (DRW schedule).
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
 
     def __init__(
         self,
@@ -137,7 +138,7 @@ class WeightedCrossEntropy(ImbalanceLoss):
         King & Zeng 2001; scikit-learn ``compute_class_weight('balanced')``.
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
 
     def __init__(
         self,

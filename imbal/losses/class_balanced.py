@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, MULTICLASS, MULTILABEL, SEGMENTATION, TASKS
 from imbal.losses.base import (
     ImbalanceLoss,
     elementwise,
@@ -94,7 +95,7 @@ class ClassBalancedLoss(ImbalanceLoss):
         of Samples. CVPR 2019.
     """
 
-    tasks = ("multiclass", "binary", "multilabel", "segmentation")
+    tasks = TASKS
 
     def __init__(
         self,
@@ -103,13 +104,13 @@ class ClassBalancedLoss(ImbalanceLoss):
         gamma: float = 0.5,
         base: str = "focal",
         reduction: str = "mean",
-        task: str = "multiclass",
+        task: str = MULTICLASS,
         class_counts: Sequence[int],
     ):
         super().__init__()
         if base not in BASES:
             raise ImbalError(f"loss 'class_balanced': base '{base}' is not one of {', '.join(BASES)}")
-        if base == "softmax" and task != "multiclass":
+        if base == "softmax" and task != MULTICLASS:
             raise ImbalError(f"loss 'class_balanced': base 'softmax' is for multiclass, got task '{task}'")
         self.gamma = check_gamma(gamma, loss="class_balanced")
         self.beta = float(beta)
@@ -117,7 +118,7 @@ class ClassBalancedLoss(ImbalanceLoss):
         self.task = task
         self.reduction = check_reduction(reduction)
         weight = class_balanced_weights(class_counts, beta)
-        if task in ("binary", "segmentation") and weight.numel() != 2:
+        if task in (BINARY, SEGMENTATION) and weight.numel() != 2:
             raise ImbalError(
                 f"loss 'class_balanced': task '{task}' needs class_counts [n_neg, n_pos], got {list(class_counts)!r}"
             )
@@ -126,7 +127,7 @@ class ClassBalancedLoss(ImbalanceLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         with no_autocast(logits.device.type):
             w = self.weight
-            if self.task == "multiclass":
+            if self.task == MULTICLASS:
                 x = fp32(logits)
                 wy = w.to(x.dtype)[target]
                 if self.base == "softmax":
@@ -136,20 +137,20 @@ class ClassBalancedLoss(ImbalanceLoss):
                 return reduce(loss, self.reduction)
             x, t = elementwise(logits, target)
             w = w.to(x.dtype)
-            if self.task == "multilabel":
+            if self.task == MULTILABEL:
                 wt = w  # [C], broadcast over the rows
             else:
                 # w1 t + w0 (1 - t) as one lerp, exact at t = 0 and t = 1
                 wt = torch.lerp(w[0], w[1], t)
             if self.base == "sigmoid" or self.gamma == 0:
                 # the weight inside F.binary_cross_entropy_with_logits, with its fused reduction
-                if self.task == "multilabel" and self.reduction != "none":
+                if self.task == MULTILABEL and self.reduction != "none":
                     loss = F.binary_cross_entropy_with_logits(x, t, weight=wt, reduction="sum")
                     return loss / x.shape[0] if self.reduction == "mean" and x.ndim > 1 else loss
-                if self.task != "multilabel":
+                if self.task != MULTILABEL:
                     return F.binary_cross_entropy_with_logits(x, t, weight=wt, reduction=self.reduction)
                 terms = F.binary_cross_entropy_with_logits(x, t, weight=wt, reduction="none")
             else:
                 terms = wt * _sigmoid_terms(x, t, self.gamma, True)
-            loss = terms.sum(-1) if self.task == "multilabel" else terms
+            loss = terms.sum(-1) if self.task == MULTILABEL else terms
             return reduce(loss, self.reduction)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from imbal.errors import ImbalError
+from imbal.kinds import TASKS
 from imbal.losses.base import ImbalanceLoss
 
 
@@ -56,7 +57,7 @@ class ComboLoss(ImbalanceLoss):
         the focal + Dice sums common in segmentation.
     """
 
-    tasks = ("multiclass", "binary", "multilabel", "segmentation")
+    tasks = TASKS
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 from imbal.losses.base import ImbalanceLoss, check_reduction, fp32, no_autocast, reduce
 
 MODES = ("argmax", "expected")
@@ -54,7 +55,7 @@ class CostSensitiveLoss(ImbalanceLoss):
         Keras ``w_categorical_crossentropy`` (keras-team/keras issue 2115).
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
 
     def __init__(
         self,

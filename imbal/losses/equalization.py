@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 from imbal.losses.base import ImbalanceLoss, check_reduction, counts_tensor, fp32, no_autocast
 
 
@@ -55,7 +56,7 @@ class EqualizationLoss(ImbalanceLoss):
         Object Recognition. CVPR 2020, Eq. 7-8 (softmax EQL for image classification).
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
 
     def __init__(
         self, *, lambda_: float = 0.05, gamma: float = 0.9, reduction: str = "mean", class_counts: Sequence[int]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, MULTILABEL, SIGMOID
 from imbal.losses.base import ImbalanceLoss, elementwise, check_reduction, no_autocast, reduce
 
 
@@ -65,9 +66,9 @@ class SoftFBetaLoss(ImbalanceLoss):
         al.'s soft Dice (F1 = Dice).
     """
 
-    tasks = ("binary", "multilabel", "segmentation")
+    tasks = SIGMOID
 
-    def __init__(self, *, beta: float = 1.0, reduction: str = "mean", task: str = "binary"):
+    def __init__(self, *, beta: float = 1.0, reduction: str = "mean", task: str = BINARY):
         super().__init__()
         if not (float(beta) > 0 and math.isfinite(float(beta))):
             raise ImbalError(f"loss 'fbeta': beta must be a finite number > 0, got {beta!r}")
@@ -78,5 +79,5 @@ class SoftFBetaLoss(ImbalanceLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         with no_autocast(logits.device.type):
             return soft_fbeta_loss(
-                logits, target, beta=self.beta, per_label=self.task == "multilabel", reduction=self.reduction
+                logits, target, beta=self.beta, per_label=self.task == MULTILABEL, reduction=self.reduction
             )

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS, TASKS
 from imbal.losses.base import (
     DeferredReweighting,
     ImbalanceLoss,
@@ -113,7 +114,7 @@ class FocalLoss(DeferredReweighting, ImbalanceLoss):
         the paper's ``alpha_t (1 - p_t)^gamma CE`` with alpha_t = w_y.)
     """
 
-    tasks = ("multiclass", "binary", "multilabel", "segmentation")
+    tasks = TASKS
 
     def __init__(
         self,
@@ -123,7 +124,7 @@ class FocalLoss(DeferredReweighting, ImbalanceLoss):
         drw_epoch: int | None = None,
         drw_beta: float = 0.9999,
         reduction: str = "mean",
-        task: str = "multiclass",
+        task: str = MULTICLASS,
         class_counts: Sequence[int] | None = None,
     ):
         super().__init__()
@@ -131,7 +132,7 @@ class FocalLoss(DeferredReweighting, ImbalanceLoss):
         self.reduction = check_reduction(reduction)
         self.task = task
         self.alpha_scalar: float | None = None
-        if task == "multiclass":
+        if task == MULTICLASS:
             if alpha is not None and not isinstance(alpha, (list, tuple)) and not hasattr(alpha, "__len__"):
                 raise ImbalError(f"loss 'focal': multiclass alpha must be a list of class weights, got {alpha!r}")
             self.register_buffer(
@@ -148,7 +149,7 @@ class FocalLoss(DeferredReweighting, ImbalanceLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         with no_autocast(logits.device.type):
-            if self.task == "multiclass":
+            if self.task == MULTICLASS:
                 weight = self.current_weight()
                 alpha = self.alpha if weight is None else weight
                 return softmax_focal_loss(logits, target, gamma=self.gamma, alpha=alpha, reduction=self.reduction)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 from imbal.losses.base import ImbalanceLoss, check_reduction, counts_tensor, fp32, log_prior, no_autocast
 
 
@@ -38,7 +39,7 @@ class LogitAdjustedLoss(ImbalanceLoss):
         adjustment. ICLR 2021, Eq. 10.
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
 
     def __init__(self, *, tau: float = 1.0, reduction: str = "mean", class_counts: Sequence[int]):
         super().__init__()
@@ -78,7 +79,7 @@ class BalancedSoftmaxLoss(ImbalanceLoss):
         Recognition. NeurIPS 2020, Eq. 4.
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
 
     def __init__(self, *, reduction: str = "mean", class_counts: Sequence[int]):
         super().__init__()

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, SEGMENTATION
 from imbal.losses.base import ImbalanceLoss, as_elementwise, check_reduction, no_autocast, reduce
 
 
@@ -59,7 +60,7 @@ class LovaszHingeLoss(ImbalanceLoss):
         in neural networks. CVPR 2018.
     """
 
-    tasks = ("segmentation", "binary")
+    tasks = (SEGMENTATION, BINARY)
 
     def __init__(self, *, per_image: bool = True, reduction: str = "mean"):
         super().__init__()

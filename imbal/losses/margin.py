@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 from imbal.losses.base import DeferredReweighting, ImbalanceLoss, check_reduction, counts_tensor, fp32, no_autocast
 
 
@@ -72,7 +73,7 @@ class LDAMLoss(DeferredReweighting, ImbalanceLoss):
         Label-Distribution-Aware Margin Loss. NeurIPS 2019 (code: kaidic/LDAM-DRW, ``LDAMLoss``).
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
     head = "cosine"
 
     def __init__(
@@ -116,7 +117,7 @@ class AMSoftmaxLoss(ImbalanceLoss):
         Wang, Cheng, Liu, Liu. Additive Margin Softmax for Face Verification. IEEE SPL 2018, Eq. 6.
     """
 
-    tasks = ("multiclass",)
+    tasks = (MULTICLASS,)
     head = "cosine"
 
     def __init__(self, *, s: float = 30.0, m: float = 0.35, reduction: str = "mean"):

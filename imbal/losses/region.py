@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, SEGMENTATION
 from imbal.losses.base import ImbalanceLoss, as_elementwise, check_reduction, no_autocast, reduce
 
 #: Floor of the denominators, and of ``1 - TI`` before a fractional power.
@@ -97,7 +98,7 @@ def tversky_loss(
 
 
 class _RegionLoss(ImbalanceLoss):
-    tasks = ("segmentation", "binary")
+    tasks = (SEGMENTATION, BINARY)
     _name = "region"
 
     def _check(self, *, smooth: float, reduction: str) -> None:

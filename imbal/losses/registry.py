@@ -25,6 +25,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 
 GROUP = "imbal.losses"
 
@@ -158,7 +159,7 @@ def broken() -> dict[str, str]:
 
 def supported_tasks(cls: type) -> tuple[str, ...]:
     """Task kinds a loss class declares; a class without ``tasks`` supports multiclass only."""
-    return tuple(getattr(cls, "tasks", ("multiclass",)))
+    return tuple(getattr(cls, "tasks", (MULTICLASS,)))
 
 
 def hparams(cls: type) -> dict[str, Any]:

@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import CLASSIFICATION, MULTICLASS
 from imbal.losses.base import ImbalanceLoss, elementwise, check_reduction, fp32, no_autocast, reduce
 
 
 def truncated_cross_entropy(
-    logits: Tensor, target: Tensor, *, m: float = 0.6, task: str = "multiclass", reduction: str = "mean"
+    logits: Tensor, target: Tensor, *, m: float = 0.6, task: str = MULTICLASS, reduction: str = "mean"
 ) -> Tensor:
     """Cross-entropy with the terms already beyond the margin set to zero.
 
@@ -22,7 +23,7 @@ def truncated_cross_entropy(
     negative only when ``p >= 1 - m`` (Su's ``lambda(y, p)``).
     ``mean`` divides by all N (or N*C) terms, kept or not, as Su's ``K.mean``.
     """
-    if task == "multiclass":
+    if task == MULTICLASS:
         x = fp32(logits)
         log_pt = F.log_softmax(x, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
         keep = log_pt.detach() <= math.log(m)
@@ -37,7 +38,7 @@ def truncated_cross_entropy(
 
 
 def soft_truncated_loss(
-    logits: Tensor, target: Tensor, *, k: float = 1.0, task: str = "multiclass", reduction: str = "mean"
+    logits: Tensor, target: Tensor, *, k: float = 1.0, task: str = MULTICLASS, reduction: str = "mean"
 ) -> Tensor:
     """The smooth truncation: the step ``theta`` replaced by a sigmoid of slope K.
 
@@ -47,7 +48,7 @@ def soft_truncated_loss(
     Gradients flow through the weights, as in Su's formula.  ``mean`` as in
     :func:`truncated_cross_entropy`.
     """
-    if task == "multiclass":
+    if task == MULTICLASS:
         x = fp32(logits)
         idx = target.unsqueeze(-1)
         log_pt = F.log_softmax(x, dim=-1).gather(-1, idx).squeeze(-1)
@@ -77,11 +78,11 @@ class TruncatedCrossEntropy(ImbalanceLoss):
         Su Jianlin, "文本情感分类（四）：更好的损失函数" (kexue.fm/archives/4293), 2017.
     """
 
-    tasks = ("multiclass", "binary", "multilabel")
+    tasks = CLASSIFICATION
 
-    def __init__(self, *, m: float = 0.6, reduction: str = "mean", task: str = "multiclass"):
+    def __init__(self, *, m: float = 0.6, reduction: str = "mean", task: str = MULTICLASS):
         super().__init__()
-        low = 0.0 if task == "multiclass" else 0.5
+        low = 0.0 if task == MULTICLASS else 0.5
         if not low < float(m) <= 1.0:
             raise ImbalError(f"loss 'truncated_ce': m must be in ({low}, 1] for task '{task}', got {m!r}")
         self.m = float(m)
@@ -111,9 +112,9 @@ class SoftTruncatedLoss(ImbalanceLoss):
         Su Jianlin, "从loss的硬截断、软化到focal loss" (kexue.fm/archives/4733), 2017.
     """
 
-    tasks = ("multiclass", "binary", "multilabel")
+    tasks = CLASSIFICATION
 
-    def __init__(self, *, K: float = 1.0, reduction: str = "mean", task: str = "multiclass"):  # noqa: N803
+    def __init__(self, *, K: float = 1.0, reduction: str = "mean", task: str = MULTICLASS):  # noqa: N803
         super().__init__()
         if not (float(K) > 0 and math.isfinite(float(K))):
             raise ImbalError(f"loss 'soft_truncated': K must be a finite number > 0, got {K!r}")

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTILABEL
 from imbal.losses.base import ImbalanceLoss, check_reduction, fp32, no_autocast, reduce
 
 
@@ -50,7 +51,7 @@ class ZLPRLoss(ImbalanceLoss):
         Classification. arXiv 2208.02955, Eq. 7; Su Jianlin's blog post 7359 (2020).
     """
 
-    tasks = ("multilabel",)
+    tasks = (MULTILABEL,)
 
     def __init__(self, *, reduction: str = "mean"):
         super().__init__()

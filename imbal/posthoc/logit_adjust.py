@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import MULTICLASS
 from imbal.posthoc import PosthocContext, register
 
 #: Default tau grid of ``la_tuned``: 0, 0.1, ..., 3.0.
@@ -59,7 +60,7 @@ def _prior(ctx: PosthocContext, name: str) -> Tensor:
 @register("la")
 def logit_adjustment(ctx: PosthocContext, *, tau: float = 1.0) -> dict[str, Tensor]:
     """Post-hoc logit adjustment with a fixed ``tau`` (multiclass only)."""
-    if ctx.stats.task != "multiclass":
+    if ctx.stats.task != MULTICLASS:
         return {}
     p = _prior(ctx, "la")
     ctx.info["la"] = {"tau": float(tau)}
@@ -69,7 +70,7 @@ def logit_adjustment(ctx: PosthocContext, *, tau: float = 1.0) -> dict[str, Tens
 @register("la_tuned")
 def logit_adjustment_tuned(ctx: PosthocContext, *, grid: Sequence[float] = TAU_GRID) -> dict[str, Tensor]:
     """Post-hoc logit adjustment with ``tau`` maximising validation balanced accuracy over ``grid``."""
-    if ctx.stats.task != "multiclass":
+    if ctx.stats.task != MULTICLASS:
         return {}
     p = _prior(ctx, "la_tuned")
     c = ctx.stats.num_classes

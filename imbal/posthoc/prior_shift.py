@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import CLASSIFICATION, MULTICLASS, MULTILABEL
 from imbal.metrics import per_sample_log_loss
 from imbal.posthoc import PosthocContext, register
 
@@ -66,7 +67,7 @@ def em_prior(
 def _probs_of(logits: Tensor, task: str) -> Tensor:
     """Posteriors as ``[N, C]`` rows summing to one (binary: ``[1 - p, p]``), or ``[N, L, 2]`` per label."""
     z = logits.double()
-    if task == "multiclass":
+    if task == MULTICLASS:
         return torch.softmax(z, dim=-1)
     p = torch.sigmoid(z)
     return torch.stack([1 - p, p], dim=-1)
@@ -75,14 +76,14 @@ def _probs_of(logits: Tensor, task: str) -> Tensor:
 def _logits_of(probs: Tensor, task: str) -> Tensor:
     """Inverse of :func:`_probs_of`: log-posteriors (multiclass) or log-odds (binary, multilabel)."""
     eps = torch.finfo(torch.float64).tiny
-    if task == "multiclass":
+    if task == MULTICLASS:
         return probs.clamp_min(eps).log().float()
     return (probs[..., 1].clamp_min(eps).log() - probs[..., 0].clamp_min(eps).log()).float()
 
 
 def _prior_vector(value, c: int, task: str, what: str) -> Tensor:
     v = torch.as_tensor([float(x) for x in value], dtype=torch.float64)
-    if task == "multilabel":
+    if task == MULTILABEL:
         if v.shape != (c,) or (v <= 0).any() or (v >= 1).any():
             raise ImbalError(f"post-hoc prior_shift: {what} must be {c} positive rates in (0, 1), got {list(value)}")
         return torch.stack([1 - v, v], dim=-1)  # [L, 2]
@@ -98,7 +99,7 @@ def _train_prior(ctx: PosthocContext, train_prior) -> Tensor:
     c = stats.num_classes
     if isinstance(train_prior, str):
         if train_prior == "uniform":
-            if stats.task == "multilabel":
+            if stats.task == MULTILABEL:
                 raise ImbalError("post-hoc prior_shift: train_prior=uniform is undefined for multilabel; give rates")
             return torch.full((c,), 1.0 / c, dtype=torch.float64)
         if train_prior != "counts":
@@ -106,11 +107,11 @@ def _train_prior(ctx: PosthocContext, train_prior) -> Tensor:
         if stats.class_counts is None:
             raise ImbalError("post-hoc prior_shift needs the training class counts, but the data provides none")
         counts = torch.as_tensor(stats.class_counts, dtype=torch.float64)
-        if stats.task == "multilabel":
+        if stats.task == MULTILABEL:
             n = float(ctx.stats.num_train or 0) or None
             if n is None:
                 raise ImbalError("post-hoc prior_shift on multilabel data needs train_prior as positive rates")
-            return _prior_vector((counts / n).tolist(), c, "multilabel", "train_prior")
+            return _prior_vector((counts / n).tolist(), c, MULTILABEL, "train_prior")
         if (counts <= 0).any():
             raise ImbalError(f"post-hoc prior_shift: class {int((counts <= 0).nonzero()[0])} has no training samples")
         return counts / counts.sum()
@@ -132,7 +133,7 @@ def prior_shift(
 ) -> dict[str, Tensor]:
     """Correct the test posteriors for a known or EM-estimated test prior (see the module docstring)."""
     task = ctx.stats.task
-    if task not in ("multiclass", "binary", "multilabel"):
+    if task not in CLASSIFICATION:
         return {}
     if test_prior is None:
         test_prior = ctx.stats.test_prior
@@ -147,7 +148,7 @@ def prior_shift(
         if test_prior != "em":
             raise ImbalError(f"post-hoc prior_shift: test_prior '{test_prior}' is not 'em', null or a list of {c}")
         name = "prior_shift_em"
-        if task == "multilabel":
+        if task == MULTILABEL:
             ests = [em_prior(probs[:, j], pi_tr[j], max_iter=max_iter, tol=tol) for j in range(c)]
             pi_te = torch.stack([e[0] for e in ests])
             info["em_iterations"] = max(e[1] for e in ests)
@@ -157,7 +158,7 @@ def prior_shift(
         pi_te = _prior_vector(test_prior, c, task, "test_prior")
     shifted = shift_posteriors(probs, pi_tr, pi_te)
     corrected = _logits_of(shifted, task)
-    report = (lambda t: t[:, 1].tolist()) if task == "multilabel" else (lambda t: t.tolist())
+    report = (lambda t: t[:, 1].tolist()) if task == MULTILABEL else (lambda t: t.tolist())
     info.update(
         train_prior=report(pi_tr),
         test_prior=report(pi_te),

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from imbal.kinds import MULTICLASS
 from imbal.posthoc import PosthocContext, register
 from imbal.posthoc.logit_adjust import balanced_accuracy, tune_on_val
 
@@ -39,7 +40,7 @@ def tau_normalised_logits(features: Tensor, weight: Tensor, tau: float) -> Tenso
 @register("tau_norm")
 def tau_normalisation(ctx: PosthocContext, *, grid: Sequence[float] = TAU_GRID) -> dict[str, Tensor]:
     """tau-normalised classifier with ``tau`` tuned on validation balanced accuracy (multiclass only)."""
-    if ctx.stats.task != "multiclass":
+    if ctx.stats.task != MULTICLASS:
         return {}
     if not isinstance(ctx.head, nn.Linear) or ctx.val_features is None or ctx.test_features is None:
         warnings.warn(

@@ -27,13 +27,14 @@ import numpy as np
 from torch import Tensor
 
 from imbal.errors import ImbalError
+from imbal.kinds import BINARY, MULTICLASS
 from imbal.posthoc import PosthocContext, register
 
 
 def positive_scores(logits: Tensor, task: str, positive: int = 1) -> Tensor:
     """Log-odds of the positive class, ``[N]``."""
     z = logits.double()
-    if task == "binary":
+    if task == BINARY:
         return z.reshape(-1)
     return z[:, positive] - z[:, 1 - positive]
 
@@ -67,11 +68,11 @@ def prf(pred: np.ndarray, y: np.ndarray, beta: float) -> dict[str, float]:
 def threshold_tuning(ctx: PosthocContext, *, beta: float = 1.0, positive: int = 1) -> dict[str, Tensor]:
     """F-beta-optimal decision threshold on validation, applied to test (binary or two-class tasks)."""
     task = ctx.stats.task
-    if not (task == "binary" or (task == "multiclass" and ctx.stats.num_classes == 2)):
+    if not (task == BINARY or (task == MULTICLASS and ctx.stats.num_classes == 2)):
         return {}
     if beta <= 0:
         raise ImbalError(f"post-hoc threshold: beta must be > 0, got {beta}")
-    if positive not in (0, 1) or (task == "binary" and positive != 1):
+    if positive not in (0, 1) or (task == BINARY and positive != 1):
         raise ImbalError(f"post-hoc threshold: positive must be 0 or 1 (binary tasks: 1), got {positive}")
     yv = (ctx.val_targets.reshape(-1).long() == positive).numpy().astype(int)
     yt = (ctx.test_targets.reshape(-1).long() == positive).numpy().astype(int)
@@ -92,7 +93,7 @@ def threshold_tuning(ctx: PosthocContext, *, beta: float = 1.0, positive: int = 
         "test_precision_at_0.5": at_half["precision"],
         "test_recall_at_0.5": at_half["recall"],
     }
-    if task == "binary":
+    if task == BINARY:
         shifted = ctx.test_logits.float() - cut
     else:
         shifted = ctx.test_logits.float().clone()

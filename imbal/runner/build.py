@@ -74,6 +74,7 @@ def build_data(cfg: DictConfig):
     datamodule = instantiate(cfg.data, _raw=("sampler",))
     if cfg.data.get("name"):
         datamodule.name = str(cfg.data.name)  # one name for the data in the manifest and the summary
+    datamodule.use_distributed_sampler = bool(cfg.trainer.get("use_distributed_sampler", True))
     imbal_config.check_compatible(
         cfg.data.get("name", type(datamodule).__name__),
         datamodule.modality,

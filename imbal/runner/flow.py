@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> float:
 def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     import lightning as L
 
-    from imbal.loggers import finish_loggers, log_config
+    from imbal.reporting.loggers import finish_loggers, log_config
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     check_trainer_options(cfg.trainer)
@@ -98,13 +98,13 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
 
 
 def write_plots(run_dir: Path, summary: RunSummary, task, stats, loggers, step: int) -> list[Path]:
-    """The run's figures (imbal/plots.py) in <run_dir>/plots, also sent to TensorBoard/wandb.
+    """The run's figures (imbal/reporting/plots.py) in <run_dir>/plots, also sent to TensorBoard/wandb.
 
     A figure that fails to draw costs a warning, never the run: summary.json is already written.
     """
     import warnings
 
-    from imbal.plots import write_run_plots
+    from imbal.reporting.plots import write_run_plots
 
     try:
         return write_run_plots(run_dir, summary.to_dict(), task.outputs, stats, loggers, step=step)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from imbal.data.stats import STATS_FILE, DataStats
 from imbal.errors import ImbalError
-from imbal.io import write_json_atomic
+from imbal.io import read_json_object, write_json_atomic
 
 LOCK_FILE = ".imbal.lock"
 MANIFEST_FILE = "data_manifest.json"
@@ -123,12 +123,5 @@ def write_stats(stats: DataStats, run_dir: Path) -> Path:
 def read_stats(run_dir: Path) -> DataStats:
     """The :class:`DataStats` a run stored; one line naming the file when it is missing or malformed."""
     path = Path(run_dir) / STATS_FILE
-    if not path.is_file():
-        raise ImbalError(f"{path} not found; expected the directory of a run started by this imbal version")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ImbalError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise ImbalError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    data = read_json_object(path, expected="expected the directory of a run started by this imbal version")
     return DataStats.from_dict(data, where=str(path))

@@ -3,13 +3,13 @@ read by ``imbal report``, ``imbal predict`` and anything else that consumes fini
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from imbal.errors import ImbalError
-from imbal.io import write_json_atomic
+from imbal.io import read_json_object, write_json_atomic
+from imbal.kinds import MULTICLASS
 
 SUMMARY_FILE = "summary.json"
 #: bumped when a field changes meaning; 1 = the untyped dict with data extras at the top level
@@ -79,7 +79,7 @@ class RunSummary:
         values.setdefault("seed", config.get("seed", 0))
         if not isinstance(values.get("loss_hparams"), dict):
             values["loss_hparams"] = {k: v for k, v in (config.get("loss") or {}).items() if k != "name"}
-        values.setdefault("task", "multiclass")
+        values.setdefault("task", MULTICLASS)
         values.setdefault("class_counts", None)
         values.setdefault("class_names", [])
         values.setdefault("schema", 1)
@@ -94,10 +94,5 @@ class RunSummary:
         path = Path(path)
         if path.is_dir():
             path = path / SUMMARY_FILE
-        if not path.is_file():
-            raise ImbalError(f"{path} not found; expected the directory of a finished run")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ImbalError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = read_json_object(path, expected="expected the directory of a finished run")
         return cls.from_dict(data, where=str(path))

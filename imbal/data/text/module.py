@@ -11,7 +11,6 @@ and batches are padded per batch (``imbal/data/text/dataset.py``).  A batch is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +27,7 @@ from imbal.data.text.readers import detect_format, is_missing, normalise_key, pa
 from imbal.data.text.splits import Splits, cut_splits, split_off
 from imbal.data.text.tokenize import TextTokenizer, build_tokenizer
 from imbal.errors import ImbalError
+from imbal.io import write_json_atomic
 from imbal.kinds import BINARY, MULTICLASS, MULTILABEL, SPLITS, TEXT
 
 TASK_CHOICES = ("auto", MULTICLASS, BINARY, MULTILABEL)
@@ -371,11 +371,8 @@ class TextDataModule(DataModuleBase):
 
     def save_manifest(self, run_dir: str | Path) -> Path:
         """``data_manifest.json`` (sizes, counts, sources, tokenizer) and ``label_map.json`` in the run dir."""
-        run_dir = Path(run_dir)
-        (run_dir / "label_map.json").write_text(json.dumps(self.manifest.get("label_map", {}), indent=2))
-        path = run_dir / "data_manifest.json"
-        path.write_text(json.dumps({"data": self.name, "seed": self.seed, **self.manifest}, indent=2, default=str))
-        return path
+        write_json_atomic(Path(run_dir) / "label_map.json", self.manifest.get("label_map", {}))
+        return super().save_manifest(run_dir)
 
     # -- loaders ----------------------------------------------------------
     def labels(self, split: str) -> torch.Tensor:

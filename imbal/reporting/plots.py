@@ -217,7 +217,7 @@ def plot_pr_curve(logits: torch.Tensor, targets: torch.Tensor, title: str, thres
 # -- loggers ----------------------------------------------------------------
 def send_to_loggers(figures: Mapping[str, tuple[Figure, Path]], loggers: Iterable[Any], step: int | None = None) -> None:
     """TensorBoard: ``add_figure``; wandb: ``log_image`` of the written PNG.  Other loggers are left alone."""
-    from imbal.loggers import is_tensorboard, is_wandb
+    from imbal.reporting.loggers import is_tensorboard, is_wandb
 
     for lg in loggers:
         if is_tensorboard(lg):
