@@ -267,3 +267,19 @@ def test_unknown_correction_lists_every_registered_one(user_correction):
     assert str(err.value) == ("unknown post-hoc correction 'nope'; choose from: "
                               + ", ".join(sorted(ph.CORRECTIONS.names())))
     assert {"la", "la_tuned", "tau_norm", "prior_shift", "threshold", "temper"} <= set(ph.CORRECTIONS)
+
+
+def test_user_sampler_from_the_command_line_reaches_the_data_module(make_cfg):
+    """``sampler._target_=...`` on the command line (no ``_partial_``): the runner hands the sampler node
+    to the data module as plain data, which builds it with the training labels."""
+    from imbal.runner import build_parts
+
+    cfg = make_cfg("data=gaussian_lt", "data.num_classes=3", "data.n_max=20", "data.ratio=10",
+                   "data.val_per_class=2", "data.test_per_class=2", "~sampler.name",
+                   f"+sampler._target_={HERE}.RareFirst", "+sampler.cls=1", "+sampler.repeats=2")
+    dm, _, _ = build_parts(cfg)
+    y_all = dm.splits["train"].tensors[1]
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, RareFirst)
+    ys = torch.cat([y for _, y in loader])
+    assert ys.tolist() == [1] * (2 * int((y_all == 1).sum())) and len(ys) > 0

@@ -41,13 +41,10 @@ def build_sampler(sampler_cfg: Any, labels: Sequence[int] | torch.Tensor, *, see
       shards them across ranks (so every rank must yield the same sequence:
       seed from ``seed``, not from the process) and calls ``set_epoch(epoch)``
       on it, when it has one, at the start of every training epoch.
-    * A callable: what Hydra makes of a ``_target_`` node with ``_partial_: true``;
-      called with ``labels=..., seed=...`` as above.  This is the form a config
-      file takes (``conf/sampler/mine.yaml``: ``_target_: mypkg.MySampler``,
-      ``_partial_: true`` and the sampler's own keys, without ``name``): the data
-      node holds ``sampler: ${sampler}`` and Hydra instantiates a nested
-      ``_target_`` node itself, so without ``_partial_`` it would call the class
-      before the data module has labels.
+    * A callable: what Hydra makes of a ``_target_`` node with ``_partial_: true``
+      (a data module instantiated by Hydra directly); called with ``labels=...,
+      seed=...`` as above.  The runner passes the ``sampler`` node to the data
+      module as plain data, so a config file needs no ``_partial_``.
 
     See :mod:`imbal.data.samplers`.
     """

@@ -15,6 +15,7 @@ from imbal.losses.base import (
     ImbalanceLoss,
     check_reduction,
     counts_tensor,
+    effective_number_weights,
     fp32,
     no_autocast,
 )
@@ -106,10 +107,7 @@ def class_weights(
     elif mode == "inverse_sqrt":
         w = safe.rsqrt()
     elif mode == "effective_number":
-        if not 0.0 <= beta < 1.0:
-            raise ImbalError(f"loss 'weighted_ce': beta must be in [0, 1), got {beta}")
-        # 1 - beta^n = -expm1(n log beta), exact in float64 for beta near 1
-        w = (1.0 - beta) / (-torch.expm1(safe * torch.tensor(beta, dtype=torch.float64).log()))
+        w = effective_number_weights(counts.tolist(), beta, loss="weighted_ce").to(counts.dtype)
     else:
         raise ImbalError(
             f"loss 'weighted_ce': weights '{mode}' is not one of {', '.join(WEIGHT_MODES)} or a list"
