@@ -1,40 +1,5 @@
-"""Train one configuration (or sweep with -m):  python train.py data=gaussian_lt loss=focal"""
-
-import sys
-
-import hydra
-from omegaconf import DictConfig
-from omegaconf.errors import MissingMandatoryValue
-
-from imbal.config import conf_dir
-from imbal.errors import ImbalError, exit_with
-
-
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="train")
-def main(cfg: DictConfig) -> float:
-    from imbal.runner import train
-
-    try:
-        return train(cfg)
-    except ImbalError as err:
-        exit_with(err)
-    except MissingMandatoryValue as err:
-        # e.g. data=tensors without data.path: name the key, in one line
-        exit_with(ImbalError(f"missing value for {err.full_key}: set it on the command line ({err.full_key}=...)"))
-
-
-def cli() -> None:
-    """Check the command line in one-line errors, then hand it to Hydra."""
-    from imbal.config import check_choices, check_output_dirs, register_configs, split_argv
-
-    try:
-        register_configs()
-        check_choices(sys.argv[1:])
-        check_output_dirs(split_argv(sys.argv[1:])[1])
-    except ImbalError as err:
-        exit_with(err)
-    main()
-
+"""Train one configuration (or sweep with -m):  python train.py data=gaussian_lt loss=focal (imbal/train.py)"""
+from imbal.train import cli
 
 if __name__ == "__main__":
     cli()

@@ -1,4 +1,4 @@
-"""The ``imbal`` command: ``imbal losses`` lists every registered loss."""
+"""The ``imbal`` command: ``imbal train`` runs one experiment (Hydra), ``imbal losses`` lists every registered loss."""
 
 from __future__ import annotations
 
@@ -133,9 +133,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(argv: list[str]) -> int:
+    """``imbal train OVERRIDES``: ``python train.py OVERRIDES`` (Hydra's flags too) from any directory."""
+    from imbal.train import cli
+
+    sys.argv = [sys.argv[0] if sys.argv else "imbal", *argv]
+    cli()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        # Hydra parses the rest itself (overrides, -m, --config-dir, --help): argparse never sees it
+        return cmd_train(argv[1:])
+    from imbal import __version__
+
     parser = argparse.ArgumentParser(prog="imbal", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"imbal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("train", help="train one configuration, or sweep with -m: imbal train data=gaussian_lt "
+                   "loss=focal (Hydra overrides; imbal train --help lists the config groups)")
     p = sub.add_parser("losses", help="list every registered loss with its package, tasks and defaults")
     p.add_argument("--refresh", action="store_true", help="ignore the cached listing (it is keyed by the "
                    "installed plugins and the loss sources' mtimes, so this is rarely needed)")

@@ -46,6 +46,69 @@ def loss_node(name: str) -> dict[str, Any]:
 
 _registered: set[str] = set()
 
+#: bump when the cached nodes' layout changes
+NODES_VERSION = 1
+LOSS_GROUP = "imbal.losses"
+
+
+def loss_names() -> list[str]:
+    """Names of every registered loss, read from the entry points alone (no loss, no torch imported)."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.name for ep in entry_points(group=LOSS_GROUP)})
+
+
+def _compute_loss_nodes(names: Iterable[str]) -> dict[str, Any]:
+    """``{"nodes": name -> node, "failed": name -> message}`` for ``names`` (imports each loss, hence torch)."""
+    nodes: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for name in names:
+        try:
+            nodes[name] = loss_node(name)
+        except ImbalError as exc:
+            failed[name] = str(exc)
+    return {"nodes": nodes, "failed": failed}
+
+
+def loss_nodes(use_cache: bool = True) -> dict[str, Any]:
+    """The generated ``loss`` nodes of every registered loss without a YAML, and the losses that failed to load.
+
+    Building a node reads the loss's signature, which imports the loss and torch (seconds);
+    the result is cached under :func:`imbal.cache.cache_root` with the key of the ``imbal losses``
+    listing (entry points, loss sources' mtimes) plus the loss YAMLs, so with unchanged plugins
+    and sources this is a file read and ``train.py --help`` never imports torch.  A result
+    with a failed plugin is not cached.
+    """
+    import json
+
+    from imbal.cache import cache_root
+    from imbal.cli import _listing_key
+    from imbal.io import write_text_atomic
+
+    have_yaml = set(yaml_options("loss"))
+    names = [n for n in loss_names() if n not in have_yaml]
+    key = _listing_key() if use_cache else None
+    if key is not None:
+        key = f"{NODES_VERSION}:{key}:{','.join(sorted(have_yaml))}"
+    path = cache_root() / "loss-nodes.json"
+    if key is not None:
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                return cached
+        except (OSError, ValueError):
+            pass
+    result = _compute_loss_nodes(names)
+    # a plugin that failed may load once its dependency is installed (the key would not change): not cached
+    if key is not None and not result["failed"]:
+        try:
+            text = json.dumps({"key": key, **result})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, text)  # atomic: a concurrent run never reads half a file
+        except (OSError, TypeError, ValueError):
+            pass  # a default JSON cannot hold, or a read-only cache: only the speed-up is lost
+    return result
+
 
 def register_configs() -> list[str]:
     """Store a Hydra config node (group ``loss``) for every registered loss without a YAML.
@@ -53,27 +116,36 @@ def register_configs() -> list[str]:
     Called by ``train.py`` before Hydra composes, so ``loss=<plugin>`` and
     ``loss.<hparam>=v`` work for any installed plugin with no YAML.  A plugin
     that fails to import is skipped with a warning naming it and its error.
+    The nodes come from :func:`loss_nodes` (cached: no torch import on a hit).
     Returns the names stored.
     """
     from hydra.core.config_store import ConfigStore
 
-    from imbal.losses import registry
-
     cs = ConfigStore.instance()
-    have_yaml = set(yaml_options("loss"))
+    found = loss_nodes()
     stored = []
-    for name in registry.available():
-        if name in have_yaml:
-            continue
-        try:
-            node = loss_node(name)
-        except ImbalError as exc:
-            warnings.warn(str(exc), stacklevel=2)
-            continue
+    for name, node in found["nodes"].items():
         cs.store(group="loss", name=name, node=node)
         _registered.add(name)
         stored.append(name)
+    for message in found["failed"].values():
+        warnings.warn(message, stacklevel=2)
     return stored
+
+
+def share_config_store() -> None:
+    """Let copies of Hydra's config repository share its ConfigStore instead of deep-copying it.
+
+    Hydra deep-copies its repository for every group it lists (``--help`` lists ~100, the
+    choice checks one per group), and each copy takes the process-wide ConfigStore along
+    (Hydra's own schema: ~0.05 s a copy, seconds for ``--help``).  The store is a singleton,
+    only read through these copies, and its ``load`` hands out deep copies of its nodes, so
+    a copy of it may be the store itself.  Called by the ``train`` entry point.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    if "__deepcopy__" not in vars(ConfigStore):
+        ConfigStore.__deepcopy__ = lambda self, memo: self
 
 
 class ConfigSearch:
@@ -204,18 +276,17 @@ def check_choices(argv: Iterable[str], search: ConfigSearch | None = None) -> No
         if not values:
             continue
         valid = search.options(group)
-        registered: list[str] = []
+        nodes = set(valid)
         if group == "loss":
-            from imbal.losses import registry
-
             # a registered loss whose plugin fails to import has no config node: it is still a
             # valid name, and asking for it reports the plugin's error in one line
-            registered = registry.available()
-            valid = sorted(set(valid) | set(registered))
+            valid = sorted(nodes | set(loss_names()))
         for value in values:
             if value not in valid:
                 raise ImbalError(f"unknown {group} '{value}'; choose one of: {', '.join(valid)}")
-            if value in registered:
+            if value not in nodes:  # registered, no node: import it (raises the plugin's error)
+                from imbal.losses import registry
+
                 registry.get(value)
 
 

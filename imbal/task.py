@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from imbal.data.stats import DataStats
 from imbal.guards import NonFiniteGuard
-from imbal.kinds import BINARY
+from imbal.kinds import BINARY, SEGMENTATION
 from imbal.metrics import build_metrics
 from imbal.models.heads import build_head
 
@@ -42,8 +42,13 @@ class ImbalanceTask(L.LightningModule):
             is called at the start of every training epoch.
         stats: the data module's :class:`DataStats`.
         optimizer: a partial (``_partial_: true``) taking ``params``.
-        scheduler: optional partial taking ``optimizer``; stepped per epoch.
+        scheduler: optional partial taking ``optimizer`` (and ``total_steps``, the trainer's
+            estimated optimiser steps, when it names it); stepped every ``scheduler_interval``.
         guard: checks each training loss for NaN/inf (:class:`imbal.guards.NonFiniteGuard`).
+        frozen_modules: names of frozen submodules (``model.freeze``) kept in eval mode while training.
+        backbone_lr_mult, norm_bias_decay, scheduler_interval: the optimizer node's own keys
+            (imbal/models/finetune.py): backbone lr = lr * mult, no decay on norms/biases when
+            false, ``epoch`` | ``step``.
     """
 
     def __init__(
@@ -54,6 +59,11 @@ class ImbalanceTask(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         guard: "NonFiniteGuard | None" = None,
+        *,
+        frozen_modules: Sequence[str] = (),
+        backbone_lr_mult: float = 1.0,
+        norm_bias_decay: bool = True,
+        scheduler_interval: str = "epoch",
     ):
         super().__init__()
         self.backbone = backbone
@@ -74,6 +84,10 @@ class ImbalanceTask(L.LightningModule):
         self.guard = guard
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.frozen_modules = list(frozen_modules)
+        self.backbone_lr_mult = float(backbone_lr_mult)
+        self.norm_bias_decay = bool(norm_bias_decay)
+        self.scheduler_interval = scheduler_interval
         self.val_metrics = build_metrics(stats)
         self.test_metrics = build_metrics(stats)
         self.results: dict[str, dict] = {}
@@ -81,7 +95,7 @@ class ImbalanceTask(L.LightningModule):
         self._epoch_loss_count = 0
         # Outputs of the last val/test epoch (features, logits, targets on CPU)
         # for post-hoc corrections; classification only (masks are too big).
-        self.keep_outputs = not self.outputs_logits
+        self.keep_outputs = self.task_kind != SEGMENTATION
         self.outputs: dict[str, dict[str, Tensor]] = {}
         self._buffers_out: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
 
@@ -95,6 +109,48 @@ class ImbalanceTask(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_features(x)[1]
+
+    def predict_step(self, batch, batch_idx: int = 0, dataloader_idx: int = 0) -> Tensor:
+        """Logits of a batch (``x`` or ``(x, y, ...)``) as the metrics see them (``eval_logit_scale``
+        applied), so ``trainer.predict(task, dataloaders=...)`` returns what evaluation scored."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).detach() * self.eval_logit_scale
+
+    # -- rebuilding from a checkpoint -------------------------------------
+    def set_rebuild_info(self, config: dict, stats: dict) -> None:
+        """Record the resolved run config and ``DataStats.to_dict()`` as hyper-parameters (plain data),
+        so every checkpoint can rebuild this task (:meth:`load_from_checkpoint`)."""
+        self.save_hyperparameters({"config": config, "stats": stats}, logger=False)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only=None, *, config: dict | None = None, stats: dict | None = None,
+                             **kwargs) -> "ImbalanceTask":
+        """The task of a checkpoint with its trained weights, rebuilt by ``imbal.runner.build_task`` from
+        the config and data stats the checkpoint records (``set_rebuild_info``); ``config``/``stats``
+        stand in for a checkpoint that records none.  Always loaded with ``weights_only=True`` (the
+        checkpoint holds plain data), whatever ``weights_only`` says."""
+        from omegaconf import OmegaConf
+
+        from imbal.errors import ImbalError
+        from imbal.runner.build import build_task
+
+        if hparams_file is not None or kwargs:
+            extra = "hparams_file" if hparams_file is not None else sorted(kwargs)[0]
+            raise ImbalError(f"ImbalanceTask.load_from_checkpoint: '{extra}' is not supported; "
+                             "the task is rebuilt from the config and stats in the checkpoint")
+        ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
+        hp = ckpt.get("hyper_parameters") or {}
+        config, stats = hp.get("config", config), hp.get("stats", stats)
+        if config is None or stats is None:
+            raise ImbalError(f"checkpoint {checkpoint_path} records no config and data stats; "
+                             "pass config= and stats= (a run dir's summary.json config and data_stats.json)")
+        stats_obj = stats if isinstance(stats, DataStats) else DataStats.from_dict(stats, where=str(checkpoint_path))
+        _, task = build_task(OmegaConf.create(config), stats_obj, load_weights=False)
+        task.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
+        if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+            task.to(map_location)
+        return task
 
     # -- training -------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -178,7 +234,38 @@ class ImbalanceTask(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------
     def configure_optimizers(self):
-        opt = self.optimizer_factory(params=self.parameters())
+        import inspect
+
+        from imbal.models.finetune import body, param_groups
+
+        groups = param_groups(self, body(self.backbone), backbone_lr_mult=self.backbone_lr_mult,
+                              norm_bias_decay=self.norm_bias_decay)
+        opt = self.optimizer_factory(params=groups)
+        for group in opt.param_groups:  # the optimiser filled in its lr; the backbone's is scaled
+            group["lr"] = group["lr"] * group.get("lr_mult", 1.0)
         if self.scheduler_factory is None:
             return opt
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=opt), "interval": "epoch"}}
+        extra = {}
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters and "total_steps" not in getattr(
+            self.scheduler_factory, "keywords", {}
+        ):
+            extra["total_steps"] = self.trainer.estimated_stepping_batches
+        scheduler = self.scheduler_factory(optimizer=opt, **extra)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    # -- frozen parts (model.freeze) ------------------------------------------
+    def _frozen_to_eval(self) -> None:
+        for name in self.frozen_modules:
+            self.get_submodule(name).eval()
+
+    def on_train_start(self) -> None:
+        # Lightning keeps the modes it finds (and restores them after each validation); switched
+        # here rather than at construction, where Lightning would warn about eval-mode modules
+        self._frozen_to_eval()
+
+    def train(self, mode: bool = True) -> "ImbalanceTask":
+        """The train/eval switch; frozen modules stay in eval mode (BatchNorm statistics unchanged)."""
+        super().train(mode)
+        if mode:
+            self._frozen_to_eval()
+        return self

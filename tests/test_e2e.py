@@ -25,7 +25,7 @@ def test_fast_dev_run_subprocess(tmp_path):
     "args,expected",
     [
         (["loss=nope"], "unknown loss 'nope'; choose one of: "),
-        (["data=digits_lt", "model=mlp"], "model 'mlp' accepts vector inputs, but data 'digits_lt' gives image; choose model= one of: resnet18, resnet32, resnet50, small_cnn"),
+        (["data=digits_lt", "model=mlp"], "model 'mlp' accepts vector inputs, but data 'digits_lt' gives image; choose model= one of: resnet18, resnet32, resnet50, small_cnn, timm"),
         (["data=nope"], "unknown data 'nope'; choose one of: "),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -196,3 +197,47 @@ def test_wandb_without_network_or_stdin_logs_offline_within_a_bound(tmp_path, ke
     if key:
         assert "could not start an online run" in out and f"logging offline into {run_dir} instead" in out
     assert elapsed < 400
+
+
+# -- MLflow: a local file store in the run dir --------------------------------------
+def test_mlflow_composes_a_file_store_in_the_run_dir(tmp_path):
+    cfg = _compose(tmp_path, "logger=mlflow", "loss=focal", "seed=3")
+    node = OmegaConf.to_container(cfg.logger, resolve=True)["mlflow"]
+    assert node["_target_"] == "imbal.reporting.loggers.mlflow_logger"
+    assert node["save_dir"] == str(tmp_path) and node["tracking_uri"] is None
+    assert node["run_name"] == "digits_lt-small_cnn-focal-seed3"
+
+
+def test_mlflow_run_leaves_metrics_plots_and_summary_in_the_store(make_cfg, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from imbal.runner import train
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run_dir = tmp_path / "run"
+    train(make_cfg("logger=mlflow", "data=gaussian_lt", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                   run_dir=run_dir))
+    client = MlflowClient(tracking_uri=(run_dir / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("imbal")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["loss"] == "ce" and run.data.tags["mlflow.runName"].endswith("-ce-seed0")
+    assert "val/balanced_accuracy" in run.data.metrics
+    assert run.data.params["loss/name"] == "ce"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "summary.json" in artifacts
+    summary = json.loads(Path(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path))).read_text())
+    assert summary["loss"] == "ce" and summary["test"]["balanced_accuracy"] >= 0
+    if (run_dir / "plots").is_dir():  # matplotlib installed
+        plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        assert "plots/confusion_matrix.png" in plots
+
+
+def test_mlflow_without_mlflow_names_the_extra(tmp_path, monkeypatch):
+    from imbal.extras import MissingExtraError, check_config
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    cfg = _compose(tmp_path, "logger=mlflow")
+    with pytest.raises(MissingExtraError, match=r"^logger=mlflow needs mlflow: pip install 'imbal\[mlflow\]'$"):
+        check_config(cfg)

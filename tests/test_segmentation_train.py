@@ -50,7 +50,7 @@ def test_classification_backbone_refused_for_masks(make_cfg, tmp_path, monkeypat
 
     monkeypatch.setenv("IMBAL_CACHE", str(tmp_path / "cache"))
     cfg = make_cfg(*[o for o in TINY if not o.startswith("model.")], "model=small_cnn")
-    with pytest.raises(ImbalError, match=r"model 'small_cnn' accepts image inputs, but data 'airbus' gives mask; choose model= one of: unet"):
+    with pytest.raises(ImbalError, match=r"model 'small_cnn' accepts image inputs, but data 'airbus' gives mask; choose model= one of: smp, unet"):
         build_parts(cfg)
 
 

@@ -265,3 +265,113 @@ def test_bucketing_loader(tmp_path):
     dm = make(tmp_path, train_path=str(path), bucket=True, bucket_pool=4)
     n = sum(len(y) for _, y in dm.train_dataloader())
     assert n == dm.manifest["sizes"]["train"]
+
+
+# -- Hugging Face datasets folders (save_to_disk) -------------------------------------------------
+HF_NAMES = ["neg", "pos", "neutral"]  # ClassLabel order, not sorted: the ids must stay the dataset's
+
+
+def hf_dataset(counts=(40, 20, 10), tag="t", names=HF_NAMES):
+    datasets = pytest.importorskip("datasets")
+    from datasets import ClassLabel, Features, Value
+
+    datasets.disable_progress_bars()
+    texts, labels = [], []
+    for lab, n in enumerate(counts):
+        for i in range(n):
+            texts.append(f"{names[lab]} words {tag} {i}")
+            labels.append(lab)
+    feats = Features({"text": Value("string"), "label": ClassLabel(names=list(names)), "idx": Value("int64")})
+    return datasets.Dataset.from_dict({"text": texts, "label": labels, "idx": list(range(len(texts)))}, features=feats)
+
+
+def test_hf_dataset_folder_keeps_classlabel_names_and_ids(tmp_path):
+    ds = hf_dataset()
+    ds.save_to_disk(str(tmp_path / "ds"))
+    dm = make(tmp_path, train_path=str(tmp_path / "ds"), seed=3)
+    s = dm.stats
+    assert s.class_names == ["neg", "pos", "neutral"]  # ClassLabel order, not sorted
+    assert dm.manifest["label_map"] == {"neg": 0, "pos": 1, "neutral": 2}
+    assert sum(dm.manifest["sizes"].values()) == 70
+    assert dm.manifest["class_counts"]["test"] == [8, 4, 2]  # 20 % of 40, 20, 10
+    assert dm.manifest["class_counts"]["val"] == [4, 2, 1]
+    assert s.class_counts == [28, 14, 7] and s.val_from == "train"
+    # the same data as a CSV of the names, read with the same class order, gives the same training split
+    df = ds.to_pandas()
+    df["label"] = [HF_NAMES[i] for i in df["label"]]
+    ref = make(tmp_path, train_path=str(write(df[["text", "label"]], tmp_path / "ref.csv", "csv")), seed=3,
+               classes=HF_NAMES)
+    assert [a.tolist() for a in dm.splits["train"].a] == [a.tolist() for a in ref.splits["train"].a]
+    assert dm.splits["train"].y.tolist() == ref.splits["train"].y.tolist()
+    # forced format, and data.root as the folder itself
+    assert make(tmp_path, train_path=str(tmp_path / "ds"), format="hf_disk").stats.num_classes == 3
+    assert make(tmp_path, root=str(tmp_path / "ds"), train_path=".").stats.class_counts == [28, 14, 7]
+    # data.classes still wins over the ClassLabel order
+    assert make(tmp_path, train_path=str(tmp_path / "ds"), classes=["pos", "neg", "neutral"]).stats.class_counts == [14, 28, 7]
+
+
+def test_hf_dataset_dict_uses_its_own_validation_and_test_splits(tmp_path):
+    from datasets import DatasetDict
+
+    dd = DatasetDict(train=hf_dataset(), validation=hf_dataset((5, 3, 1), tag="v"), test=hf_dataset((6, 6, 6), tag="s"))
+    dd.save_to_disk(str(tmp_path / "dd"))
+    dm = make(tmp_path, train_path=str(tmp_path / "dd"))
+    m = dm.manifest
+    assert m["sizes"] == {"train": 70, "val": 9, "test": 18}
+    assert m["class_counts"]["val"] == [5, 3, 1] and m["class_counts"]["test"] == [6, 6, 6]
+    assert dm.stats.class_counts == [40, 20, 10] and dm.stats.val_from == "dataset_split"
+    assert m["sources"]["val"].endswith("dd/validation") and m["sources"]["test"].endswith("dd/test")
+    # a split named "val", no test split: test is cut from train (20 %); an explicit test_path wins over a split
+    DatasetDict(train=hf_dataset(), val=hf_dataset((5, 3, 1), tag="v")).save_to_disk(str(tmp_path / "dd2"))
+    dm2 = make(tmp_path, train_path=str(tmp_path / "dd2"))
+    assert dm2.manifest["class_counts"]["val"] == [5, 3, 1] and dm2.manifest["class_counts"]["test"] == [8, 4, 2]
+    csv = hf_dataset((2, 2, 2), tag="c").to_pandas()
+    csv["label"] = [HF_NAMES[i] for i in csv["label"]]
+    dm3 = make(tmp_path, train_path=str(tmp_path / "dd"), test_path=str(write(csv, tmp_path / "t.csv", "csv")))
+    assert dm3.manifest["class_counts"]["test"] == [2, 2, 2] and dm3.manifest["class_counts"]["val"] == [5, 3, 1]
+
+
+def test_hf_unlabelled_test_split_is_left_out(tmp_path, capsys):
+    from datasets import DatasetDict
+
+    test = hf_dataset((4, 4, 4), tag="s").map(lambda r: {"label": -1})  # GLUE's test splits carry no labels
+    DatasetDict(train=hf_dataset(), test=test).save_to_disk(str(tmp_path / "glue"))
+    dm = make(tmp_path, train_path=str(tmp_path / "glue"))
+    assert "glue/test has no labels (all -1); split 'test' is not read from it" in capsys.readouterr().out
+    assert dm.manifest["class_counts"]["test"] == [8, 4, 2]  # cut from train instead
+
+
+def test_hf_multilabel_classlabel_list(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from datasets import ClassLabel, Features, Sequence, Value
+
+    rows = [[0], [1, 2], [2], [0, 2]] * 10
+    feats = Features({"text": Value("string"), "tags": Sequence(ClassLabel(names=["x", "y", "z"]))})
+    ds = datasets.Dataset.from_dict({"text": [f"text {i}" for i in range(40)], "tags": rows}, features=feats)
+    ds.save_to_disk(str(tmp_path / "ml"))
+    dm = make(tmp_path, train_path=str(tmp_path / "ml"), label_column="tags", multilabel=True)
+    assert dm.stats.class_names == ["x", "y", "z"] and dm.stats.task == "multilabel"
+    total = [sum(dm.manifest["class_counts"][s][c] for s in ("train", "val", "test")) for c in range(3)]
+    assert total == [20, 10, 30]
+
+
+def test_hf_folder_errors_are_one_line(tmp_path, monkeypatch):
+    from datasets import DatasetDict
+
+    DatasetDict(train_raw=hf_dataset(), test=hf_dataset(tag="s")).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ImbalError, match=r"data.train_path=.*dd: no 'train' split in this DatasetDict \(splits: train_raw, test\)"):
+        make(tmp_path, train_path=str(tmp_path / "dd"))
+    hf_dataset().save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(ImbalError, match=r"ds: no column 'body' \(columns: text, label, idx\); set data.text_column"):
+        make(tmp_path, train_path=str(tmp_path / "ds"), text_column="body")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(ImbalError, match=r"plain is a directory but not a Hugging Face datasets folder"):
+        make(tmp_path, train_path=str(tmp_path / "plain"))
+    path = write(corpus(), tmp_path / "d.csv", "csv")
+    with pytest.raises(ImbalError, match=r"data.train_path=.*d.csv is not a Hugging Face datasets folder"):
+        make(tmp_path, train_path=str(path), format="hf_disk")
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)  # the package not installed
+    with pytest.raises(ImbalError) as err:
+        make(tmp_path, train_path=str(tmp_path / "ds"))
+    assert str(err.value) == (f"data.train_path={tmp_path / 'ds'} is a Hugging Face datasets folder; "
+                              "reading it needs the datasets package: pip install datasets")

@@ -15,27 +15,13 @@ from pathlib import Path
 
 from torch import nn
 
-from imbal.errors import ImbalError
-
 
 def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> nn.Module:
     """The trained model of a run directory, in eval mode: its config, its stored data statistics
-    and its best checkpoint (or ``checkpoint``).  Reads no training data."""
-    import torch
-    from omegaconf import OmegaConf
+    and its best checkpoint (or ``checkpoint``).  Reads no training data (:func:`imbal.load_run`)."""
+    from imbal.api import load_run
 
-    from imbal.runner import RunSummary, build_task
-    from imbal.runner.rundir import CHECKPOINT_DIR, read_stats
-
-    run_dir = Path(run_dir)
-    summary = RunSummary.read(run_dir)
-    ckpt = Path(checkpoint or summary.best_checkpoint or run_dir / CHECKPOINT_DIR / "last.ckpt")
-    if not ckpt.is_file():
-        raise ImbalError(f"predict: checkpoint {ckpt} not found")
-    _, task = build_task(OmegaConf.create(summary.config), read_stats(run_dir))
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(state)
-    return task.eval()
+    return load_run(run_dir, checkpoint).model
 
 
 def predict_run(run_dir: str | Path, image_dir: str | Path, out_csv: str | Path, **kwargs) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Experiment loggers beyond Lightning's defaults: a Weights & Biases logger that never prompts.
+"""Experiment loggers beyond Lightning's defaults: a Weights & Biases logger that never prompts, MLflow.
 
 ``conf/logger/wandb.yaml`` names :func:`wandb_logger` as its ``_target_``.  It
 picks the mode without asking anyone:
@@ -17,6 +17,10 @@ offline instead, with a warning, rather than failing the training run.
 
 In a Hydra multirun the jobs of a sweep share a group (the sweep directory)
 unless the config names one.
+
+``conf/logger/mlflow.yaml`` names :func:`mlflow_logger`: a local file store in the run dir
+unless ``logger.mlflow.tracking_uri`` (or ``MLFLOW_TRACKING_URI``) names another; the run's
+plots and ``summary.json`` become artifacts of the MLflow run at its end.
 """
 
 from __future__ import annotations
@@ -196,8 +200,64 @@ def wandb_logger(
     return logger
 
 
+def mlflow_logger(
+    save_dir: str | os.PathLike,
+    experiment_name: str = "imbal",
+    run_name: str | None = None,
+    tracking_uri: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    log_model: bool | str = False,
+    **kwargs: Any,
+):
+    """Lightning's ``MLFlowLogger``, by default into a local file store in the run dir.
+
+    Args:
+        save_dir: the run directory; with no ``tracking_uri`` (and no ``MLFLOW_TRACKING_URI``)
+            the store is ``file:<save_dir>/mlruns`` (``mlflow ui --backend-store-uri <that>``).
+        experiment_name, run_name, tags, log_model: as in ``MLFlowLogger``.
+        tracking_uri: a server (``http://host:5000``), a database or another ``file:`` store.
+        **kwargs: passed on to ``MLFlowLogger``.
+    """
+    from imbal.extras import require
+
+    require("mlflow", "mlflow", feature="logger=mlflow")
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    store = Path(save_dir).expanduser().resolve() / "mlruns"
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.as_uri()
+    if uri == store.as_uri():
+        store.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("file:") or "://" not in uri:
+        # MLflow >= 3.x refuses a file store unless told: a local store is what was asked for
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLFlowLogger(
+        experiment_name=experiment_name,
+        run_name=run_name,
+        tracking_uri=uri,
+        tags={str(k): str(v) for k, v in (tags or {}).items()} or None,
+        log_model=log_model,
+        **kwargs,
+    )
+
+
 def is_wandb(logger: Any) -> bool:
     return isinstance(logger, WandbLogger)
+
+
+def is_mlflow(logger: Any) -> bool:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return isinstance(logger, MLFlowLogger)
+
+
+def log_artifacts(loggers: Iterable[Any], paths: Iterable[str | os.PathLike], folder: str | None = None) -> None:
+    """Upload files as artifacts of every MLflow run among ``loggers`` (others are left alone)."""
+    paths = [Path(p) for p in paths]
+    for lg in loggers:
+        if is_mlflow(lg):
+            for path in paths:
+                if path.is_file():
+                    lg.experiment.log_artifact(lg.run_id, str(path), artifact_path=folder)
 
 
 def is_tensorboard(logger: Any) -> bool:
@@ -210,12 +270,16 @@ def log_config(loggers: Iterable[Any], config: Mapping[str, Any]) -> None:
         lg.log_hyperparams(dict(config))
 
 
-def finish_loggers(loggers: Iterable[Any], print_fn=print) -> list[Path]:
+def finish_loggers(loggers: Iterable[Any], print_fn=print, run_dir: str | os.PathLike | None = None) -> list[Path]:
     """Close every wandb run (call once per run, also per job of a multirun); returns offline run dirs.
 
-    For an offline run it prints, once, the ``wandb sync`` command that uploads it.
-    Other loggers are flushed by Lightning itself.
+    For an offline run it prints, once, the ``wandb sync`` command that uploads it.  With
+    ``run_dir``, its ``summary.json`` becomes an artifact of every MLflow run.  Other loggers
+    are flushed by Lightning itself.
     """
+    loggers = list(loggers)
+    if run_dir is not None:
+        log_artifacts(loggers, [Path(run_dir) / "summary.json"])
     offline: list[Path] = []
     for lg in loggers:
         if not is_wandb(lg) or getattr(lg, "_experiment", None) is None:

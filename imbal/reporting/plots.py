@@ -1,7 +1,7 @@
 """Per-run figures: confusion matrix, recall against class frequency, reliability, precision-recall.
 
 :func:`write_run_plots` writes PNGs under ``<run_dir>/plots/`` and sends the same
-figures to the TensorBoard and wandb loggers of the run.  Figures are drawn
+figures to the TensorBoard, wandb and MLflow loggers of the run.  Figures are drawn
 with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global
 backend switch), at 100 dpi with fixed sizes, so a figure's pixel size is known
 from its kind and the number of classes:
@@ -216,8 +216,10 @@ def plot_pr_curve(logits: torch.Tensor, targets: torch.Tensor, title: str, thres
 
 # -- loggers ----------------------------------------------------------------
 def send_to_loggers(figures: Mapping[str, tuple[Figure, Path]], loggers: Iterable[Any], step: int | None = None) -> None:
-    """TensorBoard: ``add_figure``; wandb: ``log_image`` of the written PNG.  Other loggers are left alone."""
-    from imbal.reporting.loggers import is_tensorboard, is_wandb
+    """TensorBoard: ``add_figure``; wandb: ``log_image`` of the written PNG; MLflow: the PNG as an artifact."""
+    from imbal.reporting.loggers import is_tensorboard, is_wandb, log_artifacts
+
+    loggers = list(loggers)
 
     for lg in loggers:
         if is_tensorboard(lg):
@@ -228,6 +230,7 @@ def send_to_loggers(figures: Mapping[str, tuple[Figure, Path]], loggers: Iterabl
         elif is_wandb(lg):
             for name, (_, path) in figures.items():
                 lg.log_image(key=f"plots/{name}", images=[str(path)], step=step)
+    log_artifacts(loggers, [path for _, path in figures.values()], folder="plots")  # MLflow: the PNGs
 
 
 # -- the whole set ----------------------------------------------------------

@@ -205,6 +205,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from imbal.extras import require_all
+
+    require_all(("pandas", "matplotlib"), "plots", feature="imbal report")
     console = _console()
     out = args.out
     if out is None:

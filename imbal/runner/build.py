@@ -85,10 +85,13 @@ def build_data(cfg: DictConfig):
     return datamodule
 
 
-def build_task(cfg: DictConfig, stats):
+def build_task(cfg: DictConfig, stats, *, load_weights: bool = True):
     """(loss name, :class:`~imbal.task.ImbalanceTask`) for a config and the data's statistics.
 
     Reads no data: prediction rebuilds a trained model from a run dir's stored stats with it.
+    ``load_weights=False`` skips the backbone's initial weights (the keys its class lists in
+    ``weight_keys``: timm's ``pretrained`` / ``weights``, smp's ``encoder_weights``), for a task
+    whose checkpoint is loaded next: no download, no weights file needed.
     """
     from imbal.guards import NonFiniteGuard
     from imbal.losses import build as build_loss
@@ -98,7 +101,22 @@ def build_task(cfg: DictConfig, stats):
     loss_name = loss_cfg.pop("name")
     loss = build_loss(loss_name, stats=stats, **loss_cfg)
 
-    backbone = instantiate(cfg.model, _inject=model_injections(cfg.model, stats))
+    # model.freeze is imbal's own (imbal/models/finetune.py) unless the backbone's __init__ names it
+    from hydra.utils import get_class
+    from omegaconf import open_dict
+
+    from imbal.models import finetune
+
+    model_cls = get_class(cfg.model._target_)
+    own = inspect.signature(model_cls.__init__).parameters
+    model_node = cfg.model.copy()
+    with open_dict(model_node):
+        tuning = {k: model_node.pop(k) for k in finetune.FINETUNE_KEYS if k in model_node and k not in own}
+        if not load_weights:
+            model_node.merge_with({k: v for k, v in getattr(model_cls, "weight_keys", {}).items() if k in model_node})
+    backbone = instantiate(model_node, _inject=model_injections(cfg.model, stats))
+    finetune.freeze(backbone, tuning.get("freeze", False), model=str(cfg.model.get("name", "model")))
+    frozen = finetune.frozen_modules(backbone, "backbone") if cfg.model.get("freeze") not in (None, False, 0) else []
     optim = instantiate(cfg.optimizer.optim)
     sched = instantiate(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None
     guard = NonFiniteGuard(
@@ -106,7 +124,11 @@ def build_task(cfg: DictConfig, stats):
         max_skips=int(cfg.trainer.get("nan_max_skips", 10)),
         run_dir=cfg.get("run_dir"),
     )
-    return loss_name, ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched, guard=guard)
+    task = ImbalanceTask(backbone, loss, stats, optimizer=optim, scheduler=sched, guard=guard,
+                         frozen_modules=frozen, **finetune.optimizer_options(cfg.optimizer))
+    # what ImbalanceTask.load_from_checkpoint rebuilds it from, stored in every checkpoint
+    task.set_rebuild_info(OmegaConf.to_container(cfg, resolve=True), stats.to_dict())
+    return loss_name, task
 
 
 def build_parts(cfg: DictConfig):

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig, OmegaConf
 
+if TYPE_CHECKING:
+    from torch import Tensor
 
-def evaluate_posthoc(cfg: DictConfig, task, stats) -> dict[str, dict]:
-    """Score every enabled post-hoc correction on the test split of the best model."""
+
+def evaluate_posthoc(cfg: DictConfig, task, stats) -> tuple[dict[str, dict], dict[str, Tensor]]:
+    """Score every enabled post-hoc correction on the test split of the best model.
+
+    Returns (correction name -> test metrics plus what it chose, correction name -> the corrected
+    test logits that were scored); both empty when the task kept no val/test outputs.
+    """
     from imbal import posthoc as ph
     from imbal.metrics import ClassificationMetrics
 
     if "val" not in task.outputs or "test" not in task.outputs:
-        return {}
+        return {}, {}
     val, test = task.outputs["val"], task.outputs["test"]
     ctx = ph.PosthocContext(
         stats=stats,
@@ -31,4 +40,4 @@ def evaluate_posthoc(cfg: DictConfig, task, stats) -> dict[str, dict]:
         metrics = ClassificationMetrics(stats)
         metrics.update(logits, test["targets"])
         out[name] = {**metrics.compute(), **ctx.info.get(name, {})}
-    return out
+    return out, corrected

@@ -11,6 +11,7 @@ from imbal.errors import ImbalError
 from imbal.runner import env, rundir
 from imbal.runner.build import build_callbacks, build_parts, build_trainer, checkpoint_callback, instantiate_dict
 from imbal.runner.evaluate import evaluate_posthoc
+from imbal.runner.predictions import write_predictions
 from imbal.runner.summary import RunSummary
 from imbal.runner.trainer_options import apply_trainer_options, check_launch, check_trainer_options
 
@@ -20,8 +21,11 @@ def train(cfg: DictConfig) -> float:
 
     ``summary.json`` is written in the run directory only when the run completes.
     """
+    from imbal.extras import check_config
+
     t0 = time.time()
     env.quiet_known_warnings()
+    check_config(cfg)  # a part whose extra is missing: one line naming it, before any file is read
     check_launch(cfg)
     run_dir = Path(cfg.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,7 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
     trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False, weights_only=True)
 
-    posthoc = evaluate_posthoc(cfg, task, stats)
+    posthoc, posthoc_logits = evaluate_posthoc(cfg, task, stats)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     summary = RunSummary(
         data=str(cfg.data.get("name") or datamodule.name),
@@ -86,15 +90,22 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     if trainer.is_global_zero:
         from imbal.reporting.table import print_final_table
 
+        # the scored val/test logits (classification; task.outputs is gathered over ranks), before
+        # summary.json, whose presence marks a complete run
+        write_predictions(run_dir, task.outputs, stats, posthoc_logits, world_size=trainer.world_size)
         summary.write(run_dir)
         write_plots(run_dir, summary, task, stats, loggers, trainer.global_step)
         print_final_table(summary, run_dir)
-    finish_loggers(loggers)  # every job of a multirun: closes wandb, prints the sync line once
+    # every job of a multirun: closes wandb, prints the sync line once; summary.json to MLflow
+    finish_loggers(loggers, run_dir=run_dir if trainer.is_global_zero else None)
     metric = cfg.get("optimized_metric", "val/balanced_accuracy")
     value = summary.metric(metric)
     if value is None:
         raise ImbalError(f"optimized_metric '{metric}' was not computed; e.g. val/balanced_accuracy")
     return value
+
+
+_plots_noted = False
 
 
 def write_plots(run_dir: Path, summary: RunSummary, task, stats, loggers, step: int) -> list[Path]:
@@ -104,6 +115,14 @@ def write_plots(run_dir: Path, summary: RunSummary, task, stats, loggers, step: 
     """
     import warnings
 
+    from imbal.extras import available
+
+    if not available("matplotlib"):
+        global _plots_noted
+        if not _plots_noted:  # once per process (every job of a multirun would repeat it)
+            _plots_noted = True
+            print("imbal: run plots skipped: they need matplotlib: pip install 'imbal[plots]'", flush=True)
+        return []
     from imbal.reporting.plots import write_run_plots
 
     try:

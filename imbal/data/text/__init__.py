@@ -8,7 +8,11 @@
 * :mod:`~imbal.data.text.synthetic`: ``data=text_synth`` (:class:`TextSynthDataModule`).
 """
 
-from imbal.data.text.dataset import BucketBatchSampler, TextDataset
+from imbal.extras import require_all
+
+require_all(("pandas", "tokenizers"), "text", feature="text data")  # a one-line error, not pandas' traceback
+
+from imbal.data.text.dataset import BucketBatchSampler, TextDataset  # noqa: E402
 from imbal.data.text.module import TASK_CHOICES, TextDataModule
 from imbal.data.text.readers import EXTENSIONS, FORMATS, detect_format, normalise_key, read_table
 from imbal.data.text.synthetic import TextSynthDataModule, generate_corpus

@@ -1,4 +1,4 @@
-"""``data=text``: labelled text (or text pairs) from CSV, TSV, JSONL or Parquet files.
+"""``data=text``: labelled text (or text pairs) from CSV, TSV, JSONL or Parquet files or a ``datasets`` folder.
 
 One module serves every text data set; the presets (``data=sms_spam``,
 ``data=emotion``, ``data=quora_pairs``) only set columns and paths.  Reading is
@@ -23,7 +23,8 @@ from imbal.data.base import DataModuleBase
 from imbal.data.loaders import build_sampler, eval_loader, train_loader
 from imbal.data.stats import DataStats, TextInfo
 from imbal.data.text.dataset import BucketBatchSampler, TextDataset
-from imbal.data.text.readers import detect_format, is_missing, normalise_key, parse_labels, read_table
+from imbal.data.text.readers import HF_DISK, detect_format, hf_disk_frames, is_missing, normalise_key
+from imbal.data.text.readers import parse_labels, read_table
 from imbal.data.text.splits import Splits, cut_splits, split_off
 from imbal.data.text.tokenize import TextTokenizer, build_tokenizer
 from imbal.errors import ImbalError
@@ -41,8 +42,8 @@ class TextDataModule(DataModuleBase):
             Without ``val_path``/``test_path`` those splits are cut from the training
             file: stratified by label, seeded, with every copy of a text in the same
             split (``group_by=text``; ``none`` disables the grouping).
-        root: directory the paths are relative to.
-        format: ``csv``, ``tsv``, ``jsonl`` or ``parquet``; by extension when null.
+        root: directory the paths are relative to (``train_path: .`` for a datasets folder ``root``).
+        format: csv, tsv, jsonl, parquet or hf_disk (``readers.hf_disk_frames``); by extension when null.
         sep, header, column_names, quoting: CSV/TSV reading (``quoting: none`` reads
             quote characters as text, as the SMS Spam Collection needs).
         text_column: the text; or ``text_columns`` (two names) for pair tasks.
@@ -121,6 +122,8 @@ class TextDataModule(DataModuleBase):
         self.text_columns = list(text_columns) if text_columns else [text_column]
         self.label_column = label_column
         self.classes = [str(c) for c in classes] if classes else None
+        self.feature_classes: list[str] | None = None  # a datasets ClassLabel's names, in order
+        self.val_from: str | None = None  # "dataset_split": the validation split of a DatasetDict train_path
         self.multilabel = bool(multilabel) or task == MULTILABEL
         self.task = MULTILABEL if self.multilabel else (MULTICLASS if task == "auto" else task)
         self.label_sep = label_sep
@@ -161,15 +164,21 @@ class TextDataModule(DataModuleBase):
         Subclasses that generate their data (``data=text_synth``) override this.
         """
         if not self.paths["train"]:
-            raise ImbalError("data.train_path is required (a CSV, TSV, JSONL or Parquet file)")
+            raise ImbalError("data.train_path is required (a CSV, TSV, JSONL or Parquet file, or a datasets folder)")
         if self.root is not None and not self.root.is_dir():
             raise ImbalError(f"data.root '{self.root}' is not a directory")
-        out = {}
+        out: dict[str, tuple[pd.DataFrame, str, int]] = {}
         for split in SPLITS:
             if not self.paths[split]:
                 continue
             path = self.resolve(self.paths[split])
             fmt = detect_format(path, self.format)
+            if fmt == HF_DISK:  # a DatasetDict given as train_path also fills the splits without a path
+                frames, names = hf_disk_frames(path, split, [*self.text_columns, self.label_column], self.paths)
+                out.update(frames)
+                if split == "train":
+                    self.feature_classes, self.val_from = names, ("dataset_split" if "val" in frames else None)
+                continue
             df, skipped = read_table(path, fmt=fmt, sep=self.sep, header=self.header, column_names=self.column_names,
                                      quoting=self.quoting, skip_bad_lines=self.on_bad_row == "skip")
             out[split] = (df, str(path), skipped)
@@ -217,8 +226,8 @@ class TextDataModule(DataModuleBase):
         return texts, labels, rows
 
     def _class_names(self, train_labels: list) -> list[str]:
-        if self.classes:
-            return list(self.classes)
+        if self.classes or self.feature_classes:  # given, or a datasets ClassLabel's order
+            return list(self.classes or self.feature_classes)
         seen = {l for labs in train_labels for l in labs} if self.multilabel else set(train_labels)
         try:
             return sorted(seen, key=lambda s: (float(s), s))  # numbers numerically: 2 before 10
@@ -336,7 +345,7 @@ class TextDataModule(DataModuleBase):
             input_shape=(self.max_length,),
             test_prior=self.test_prior,
             num_train=len(self.splits["train"]),
-            val_from="val_path" if self.paths["val"] else "train",
+            val_from="val_path" if self.paths["val"] else (self.val_from or "train"),
             text=self.text_info,
         )
         self.manifest = self._manifest(index, sources, counts, overlap, bad, len(bad) + skipped_lines)
