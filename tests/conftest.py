@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch/OpenMP thread per xdist worker (and per run it starts): the workers share the
+    # cores, and two threads per worker on a 2-core machine only make them wait for each other
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
