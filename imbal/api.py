@@ -8,6 +8,7 @@
     run.summary.test["balanced_accuracy"]      # summary.json (RunSummary)
     logits = run.model(x)                      # the best checkpoint's ImbalanceTask, in eval mode
     pred = run.predictions("test")             # predictions/test.npz: index, targets, logits, posthoc_*
+                                               # (segmentation: predictions/test.jsonl, one record per image)
 
 The run dir's ``summary.json`` (config, best checkpoint) and ``data_stats.json`` are all it reads;
 the training data is never read again.
@@ -40,9 +41,14 @@ class Run:
     summary: "RunSummary"
     checkpoint: Path
 
-    def predictions(self, split: str = "test") -> dict[str, "np.ndarray"]:
+    def predictions(self, split: str = "test") -> "dict[str, np.ndarray] | list[dict[str, Any]]":
         """``predictions/<split>.npz`` as a dict of arrays (``index``, ``targets``, ``logits``,
-        ``posthoc_<name>`` for test) plus ``class_names`` and ``task``."""
+        ``posthoc_<name>`` for test) plus ``class_names`` and ``task``.
+
+        A segmentation run: ``predictions/<split>.jsonl`` as a list of per-image dicts in split order,
+        ``index``, ``image_id``, ``shape`` ``[H, W]``, ``pred`` (Kaggle RLE of the thresholded predicted
+        mask the metrics scored) and ``true_instances`` (one RLE per true instance); decode them with
+        ``imbal.data.segmentation.rle.rle_decode(rle, shape)``."""
         from imbal.runner.predictions import read_predictions
 
         return read_predictions(self.run_dir, split)

@@ -53,17 +53,24 @@ def warmup_step_lr(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupStep(warmup_epochs, milestones, gamma))
 
 
-class WarmupCosine:
-    """LR factor of step ``s``: ``s / W`` for ``s < W``, then ``0.5 * (1 + cos(pi * (s - W) / (T - W)))`` (0 after ``T``)."""
+DECAYS = ("cosine", "linear")
 
-    def __init__(self, total_steps: int, warmup_steps: int = 0):
-        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+
+class WarmupCosine:
+    """LR factor of step ``s``: ``s / W`` for ``s < W``, then with ``p = (s - W) / (T - W)``:
+    ``0.5 * (1 + cos(pi * p))`` (``decay="cosine"``) or ``1 - p`` (``decay="linear"``, Hugging Face's
+    linear schedule); 0 after ``T``."""
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, decay: str = "cosine"):
+        self.total_steps, self.warmup_steps, self.decay = int(total_steps), int(warmup_steps), decay
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return step / max(1, self.warmup_steps)
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        if self.decay == "linear":
+            return max(0.0, 1.0 - progress)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def warmup_cosine(
@@ -72,8 +79,10 @@ def warmup_cosine(
     total_steps: int | float,
     warmup_steps: int | None = None,
     warmup_fraction: float | None = None,
+    decay: str = "cosine",
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_steps`` (or ``warmup_fraction`` of ``total_steps``), then cosine decay.
+    """Linear warm-up over ``warmup_steps`` (or ``warmup_fraction`` of ``total_steps``), then ``decay``
+    (``cosine`` or ``linear``) to 0.
 
     ``total_steps`` is the run's number of optimiser steps (the task injects
     ``trainer.estimated_stepping_batches``).
@@ -84,6 +93,8 @@ def warmup_cosine(
             f"set trainer.max_epochs or trainer.max_steps"
         )
     total = int(total_steps)
+    if decay not in DECAYS:
+        raise ImbalError(f"optimizer.scheduler.decay must be one of {', '.join(DECAYS)}, got {decay!r}")
     if warmup_steps is not None and warmup_fraction is not None:
         raise ImbalError("optimizer.scheduler: give warmup_steps or warmup_fraction, not both (set the other to null)")
     if warmup_fraction is not None:
@@ -94,4 +105,4 @@ def warmup_cosine(
         warmup = int(warmup_steps or 0)
         if warmup < 0:
             raise ImbalError(f"optimizer.scheduler.warmup_steps must be >= 0, got {warmup_steps}")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total, warmup))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total, warmup, decay))

@@ -32,6 +32,17 @@ def gather_outputs(local: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: torch.cat([d[k] for d in parts]) for k in keys} if parts else {}
 
 
+def gather_records(local: list) -> list:
+    """Every rank's per-image segmentation records, rank after rank (as :func:`gather_outputs`)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    everything: list = [None] * dist.get_world_size()
+    dist.all_gather_object(everything, local)
+    return [r for part in everything for r in (part or [])]
+
+
 class ImbalanceTask(L.LightningModule):
     """One LightningModule for ``multiclass``, ``binary`` and ``multilabel`` (shapes in imbal.kinds and docs/design.md).
 
@@ -98,6 +109,10 @@ class ImbalanceTask(L.LightningModule):
         self.keep_outputs = self.task_kind != SEGMENTATION
         self.outputs: dict[str, dict[str, Tensor]] = {}
         self._buffers_out: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        # Segmentation: per-image RLE records of the thresholded mask and the true instances
+        # (imbal.runner.predictions.mask_records) of the last val/test run outside fit.
+        self.mask_predictions: dict[str, list[dict]] = {}
+        self._masks_out: dict[str, list[dict]] = {}
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(features, logits); features is the backbone output (the logits for a U-Net)."""
@@ -193,6 +208,16 @@ class ImbalanceTask(L.LightningModule):
         metrics.update(logits, y, *extra)
         if self.keep_outputs:
             self._buffers_out.setdefault(split, []).append((feats.detach().cpu(), logits.cpu(), y.detach().cpu()))
+        elif self._records_masks():
+            from imbal.runner.predictions import mask_records
+
+            self._masks_out.setdefault(split, []).extend(
+                mask_records(logits, y, extra[0] if extra else None, getattr(metrics, "threshold", 0.5)))
+
+    def _records_masks(self) -> bool:
+        """Segmentation masks are recorded by trainer.validate/test (the run's final evaluation), not in fit."""
+        trainer = self._trainer
+        return self.task_kind == SEGMENTATION and (trainer is None or trainer.state.fn != "fit")
 
     def validation_step(self, batch, batch_idx):
         self._eval_step("val", batch, self.val_metrics)
@@ -202,14 +227,18 @@ class ImbalanceTask(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._buffers_out.pop("val", None)
+        self._masks_out.pop("val", None)
 
     def on_test_epoch_start(self) -> None:
         self._buffers_out.pop("test", None)
+        self._masks_out.pop("test", None)
 
     def _eval_epoch_end(self, split: str, metrics) -> None:
         result = metrics.compute()  # torchmetrics syncs across ranks here
         metrics.reset()
         parts = self._buffers_out.pop(split, [])
+        if self._records_masks():
+            self.mask_predictions[split] = gather_records(self._masks_out.pop(split, []))
         if self.keep_outputs:
             local = {}
             if parts:

@@ -263,6 +263,12 @@ def test_warmup_cosine_factor_closed_form():
     assert warmup_cosine(opt, total_steps=40, warmup_fraction=0.25).lr_lambdas[0].warmup_steps == 10
     with pytest.raises(ImbalError, match="finite number of steps"):
         warmup_cosine(opt, total_steps=float("inf"))
+    # decay=linear: Hugging Face's get_linear_schedule_with_warmup, max(0, (T - s) / (T - W)) after warm-up
+    lin = WarmupCosine(total_steps=100, warmup_steps=10, decay="linear")
+    assert [lin(0), lin(5), lin(10), lin(55), lin(91), lin(100), lin(150)] == pytest.approx(
+        [0.0, 0.5, 1.0, 0.5, 0.1, 0.0, 0.0])
+    with pytest.raises(ImbalError, match="decay must be one of cosine, linear, got 'step'"):
+        warmup_cosine(opt, total_steps=10, decay="step")
 
 
 def test_rebuild_for_a_checkpoint_needs_no_weights(make_cfg, cifar_root, tmp_path):

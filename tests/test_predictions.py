@@ -194,14 +194,128 @@ def test_ddp_gathered_rows_go_back_to_split_order():
     assert arrays["posthoc_la"][:, 1].tolist() == list(range(1, 8))
 
 
-def test_segmentation_writes_no_predictions(tmp_path):
-    """A segmentation task keeps no outputs (masks are too big): nothing is written."""
+def test_segmentation_mask_records_and_their_order(tmp_path):
+    """A segmentation task keeps no npz outputs; its per-image RLE records go to <split>.jsonl in split order."""
+    from imbal.data.segmentation.rle import rle_decode, rle_encode
+    from imbal.runner.predictions import instance_rles, mask_records, write_mask_predictions
+
     stats = DataStats(task=SEGMENTATION, num_classes=2, class_counts=[90, 10], class_names=["bg", "ship"],
                       modality=MASK)
     assert write_predictions(tmp_path, {}, stats) == []
     assert not (tmp_path / "predictions").exists()
-    with pytest.raises(ImbalError, match=r"predictions/test.npz not found; expected a finished classification run"):
+    with pytest.raises(ImbalError, match=r"predictions/test.npz not found; expected a finished run$"):
         read_predictions(tmp_path, "test")
+
+    # one column-major pass gives rle_encode(labels == k) for every label present, in label order
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=(7, 5)) * (rng.random((7, 5)) < 0.6)
+    labels[labels == 2] = 0  # a gap in the labels
+    want = [rle_encode(labels == k) for k in (1, 3)]
+    assert instance_rles(labels) == want and instance_rles(np.zeros((3, 3), int)) == []
+    assert instance_rles(np.ones((2, 3), int)) == ["1 6"]  # runs cross columns
+
+    # the mask the metrics score: sigmoid(logit) > 0.5, i.e. logit > 0 (0 itself is background)
+    logits = torch.tensor([[[[0.0, 1.0], [-1.0, 2.0]]], [[[-3.0, -3.0], [-3.0, -3.0]]]])  # [2, 1, 2, 2]
+    inst = torch.tensor([[[0, 1], [0, 2]], [[0, 0], [0, 0]]], dtype=torch.int32)
+    recs = mask_records(logits, (inst > 0).float(), inst, 0.5)
+    assert recs == [{"shape": [2, 2], "pred": "3 2", "true_instances": ["3 1", "4 1"]},
+                    {"shape": [2, 2], "pred": "", "true_instances": []}]
+    assert mask_records(logits, (inst > 0).float(), None, 0.5)[0]["true_instances"] == ["3 2"]  # components
+    assert rle_decode("3 2", (2, 2)).tolist() == [[0, 1], [0, 1]]
+
+    # 3 ranks, 7 images: rank r evaluated range(7)[r::3]; rows go back to split order with their ids
+    rows = [{"shape": [2, 2], "pred": str(j), "true_instances": []} for j in gathered_index(7, 3)]
+    ids = [f"im{j}.jpg" for j in range(7)]
+    written = write_mask_predictions(tmp_path, {"test": rows}, stats, 0.5, {"test": ids}, world_size=3)
+    assert [p.name for p in written] == ["test.jsonl", "meta.json"]
+    got = read_predictions(tmp_path, "test")
+    assert [r["index"] for r in got] == list(range(7)) and [r["pred"] for r in got] == [str(j) for j in range(7)]
+    assert [r["image_id"] for r in got] == ids
+    meta = json.loads((tmp_path / "predictions" / "meta.json").read_text())
+    assert meta == {"task": SEGMENTATION, "threshold": 0.5, "class_names": ["bg", "ship"],
+                    "splits": {"test": {"rows": 7, "fields": ["index", "image_id", "shape", "pred", "true_instances"]}}}
+    with pytest.raises(ImbalError, match=r"^predictions: 6 test masks were evaluated but the split has 7 images$"):
+        write_mask_predictions(tmp_path, {"test": rows[:6]}, stats, 0.5, {"test": ids})
+
+
+def recompute_segmentation(records: list[dict]) -> dict[str, float]:
+    """summary.json's segmentation metrics from the stored records alone, in NumPy, and through a fresh
+    SegmentationMetrics fed the decoded masks as logits +-20."""
+    from imbal.data.segmentation.rle import rle_decode, rle_decode_instances
+    from imbal.metrics.segmentation import SegmentationMetrics, airbus_f2
+
+    tp = fp = fn = tn = 0
+    f2, correct = [], 0
+    fresh = SegmentationMetrics()
+    for r in records:
+        shape = tuple(r["shape"])
+        pred = rle_decode(r["pred"], shape).astype(bool)
+        insts = [rle_decode(t, shape).astype(bool) for t in r["true_instances"]]
+        true = np.zeros(shape, bool) if not insts else np.logical_or.reduce(insts)
+        tp += int((pred & true).sum())
+        fp += int((pred & ~true).sum())
+        fn += int((~pred & true).sum())
+        tn += int((~pred & ~true).sum())
+        f2.append(airbus_f2(pred, insts))
+        correct += int(pred.any() == true.any())
+        labels = torch.from_numpy(np.ascontiguousarray(rle_decode_instances(r["true_instances"], shape)))
+        fresh.update(torch.from_numpy(np.where(pred, 20.0, -20.0))[None, None], (labels > 0).float()[None], labels[None])
+    mine = {
+        "dice": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+        "iou": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
+        "balanced_accuracy": 0.5 * ((tp / (tp + fn) if tp + fn else 1.0) + (tn / (tn + fp) if tn + fp else 1.0)),
+        "airbus_f2": float(np.mean(f2)),
+        "image_accuracy": correct / len(records),
+    }
+    again = fresh.compute()
+    for k, v in mine.items():
+        assert again[k] == pytest.approx(v, abs=1e-9), k
+    return again
+
+
+def test_segmentation_predictions_recompute_summary(make_cfg, tmp_path, monkeypatch):
+    """A tiny airbus run: predictions/{val,test}.jsonl hold every image of the split, in split order with its
+    ImageId, and every test and val metric of summary.json is recomputed from them alone."""
+    from imbal.runner import train
+    from imbal.runner.build import build_data
+    from tests.test_segmentation_train import TINY
+
+    monkeypatch.setenv("IMBAL_CACHE", str(tmp_path / "cache"))
+    # prior 0.5 (output bias 0): after one epoch the masks are partly right, not all background
+    train(make_cfg(*TINY, "loss=dice", "model.prior=0.5"))
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["task"] == SEGMENTATION and 0 < summary["test"]["dice"] < 1  # measured 0.145
+    assert not list((run_dir / "predictions").glob("*.npz")) and not list((run_dir / "predictions").glob(".*tmp*"))
+    meta = json.loads((run_dir / "predictions" / "meta.json").read_text())
+    assert meta["task"] == SEGMENTATION and meta["threshold"] == 0.5 and meta["class_names"] == summary["class_names"]
+    run = imbal.load_run(run_dir)
+    dm = build_data(OmegaConf.create(run.config))
+    dm.setup()
+    for split in ("val", "test"):
+        records = run.predictions(split)
+        assert records == read_predictions(run_dir, split)
+        ids = dm.split_ids(split)
+        assert len(records) == len(ids) == meta["splits"][split]["rows"] == 3  # 12 images, a quarter each
+        assert [r["index"] for r in records] == list(range(3)) and [r["image_id"] for r in records] == ids
+        assert ids == json.loads((run_dir / "data_manifest.json").read_text())[f"{split}_ids"]
+        # the true instances are the loader's
+        _, _, inst = (torch.cat(t) for t in zip(*dm.loader(split)))
+        for r, lab in zip(records, inst.numpy()):
+            assert r["shape"] == list(lab.shape) == [48, 48]
+            assert sorted(r["true_instances"]) == sorted(rle_encode_labels(lab))
+        assert any(r["pred"] for r in records) and any(r["true_instances"] for r in records)
+        got = recompute_segmentation(records)
+        keys = [k for k in summary[split] if k in got]
+        assert set(keys) >= {"dice", "iou", "airbus_f2", "image_accuracy", "balanced_accuracy"}
+        for k in keys:
+            assert got[k] == pytest.approx(summary[split][k], abs=1e-6), (split, k)
+
+
+def rle_encode_labels(lab: np.ndarray) -> list[str]:
+    from imbal.data.segmentation.rle import rle_encode
+
+    return [rle_encode(lab == k) for k in np.unique(lab) if k]
 
 
 @pytest.mark.slow

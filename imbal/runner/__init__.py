@@ -9,7 +9,7 @@ module                 owns
 ``rundir``             the run dir: lock, resume, manifest, stored data stats
 ``summary``            :class:`RunSummary`, the schema of ``summary.json``
 ``evaluate``           post-hoc corrections scored after training
-``predictions``        ``predictions/{val,test}.npz``: the logits every metric was computed from
+``predictions``        ``predictions/``: the logits (masks: thresholded RLE) every metric was computed from
 ``env``                versions, git commit, peak memory
 =====================  ===========================================================
 """

@@ -11,7 +11,7 @@ from imbal.errors import ImbalError
 from imbal.runner import env, rundir
 from imbal.runner.build import build_callbacks, build_parts, build_trainer, checkpoint_callback, instantiate_dict
 from imbal.runner.evaluate import evaluate_posthoc
-from imbal.runner.predictions import write_predictions
+from imbal.runner.predictions import write_mask_predictions, write_predictions
 from imbal.runner.summary import RunSummary
 from imbal.runner.trainer_options import apply_trainer_options, check_launch, check_trainer_options
 
@@ -93,6 +93,10 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
         # the scored val/test logits (classification; task.outputs is gathered over ranks), before
         # summary.json, whose presence marks a complete run
         write_predictions(run_dir, task.outputs, stats, posthoc_logits, world_size=trainer.world_size)
+        if task.mask_predictions:  # segmentation: per-image RLE masks (predictions/<split>.jsonl)
+            write_mask_predictions(run_dir, task.mask_predictions, stats, task.test_metrics.threshold,
+                                   {s: datamodule.split_ids(s) for s in task.mask_predictions},
+                                   world_size=trainer.world_size)
         summary.write(run_dir)
         write_plots(run_dir, summary, task, stats, loggers, trainer.global_step)
         print_final_table(summary, run_dir)

@@ -189,6 +189,13 @@ class SegmentationDataModule(DataModuleBase):
         idx = self.split_idx[split]
         return SegEvalDataset(self._subset_loader(idx), len(idx))
 
+    def split_ids(self, split: str) -> list[str]:
+        """The image ids of a split (Airbus ImageIds, mask-folder file names), in the eval loader's order."""
+        if split not in self.split_idx:
+            raise ImbalError(f"data '{self.name}': split '{split}' unknown; expected one of: "
+                             f"{', '.join(self.split_idx) or '(setup() not run yet)'}")
+        return [self.items[i].image_id for i in self.split_idx[split]]
+
     def labels(self, split: str) -> torch.Tensor:
         """1 for an image with foreground, else 0 (what a class-aware ``sampler=`` weighs)."""
         return torch.tensor([self.items[i].has_fg for i in self.split_idx[split]], dtype=torch.long)
