@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from imbal.errors import ImbalError, exit_with
-from imbal.io import write_text_atomic
 
 
 def _fmt_default(v) -> str:
@@ -81,26 +80,9 @@ def loss_listing(use_cache: bool = True) -> dict:
     Listing the signatures imports every loss, hence torch (~2-3 s); the cache makes a
     repeated ``imbal losses`` with unchanged plugins and sources a file read.
     """
-    from imbal.cache import cache_root
+    from imbal.cache import keyed_json
 
-    key = _listing_key() if use_cache else None
-    path = cache_root() / "losses-listing.json"
-    if key is not None:
-        try:
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key:
-                return cached
-        except (OSError, ValueError):
-            pass
-    listing = _compute_listing()
-    if key is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # atomic: a concurrent listing never reads half a file
-            write_text_atomic(path, json.dumps({"key": key, **listing}))
-        except OSError:
-            pass  # a read-only cache only costs the speed-up
-    return listing
+    return keyed_json("losses-listing.json", _listing_key() if use_cache else None, _compute_listing)
 
 
 def cmd_losses(args: argparse.Namespace) -> int:

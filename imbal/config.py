@@ -79,35 +79,16 @@ def loss_nodes(use_cache: bool = True) -> dict[str, Any]:
     and sources this is a file read and ``train.py --help`` never imports torch.  A result
     with a failed plugin is not cached.
     """
-    import json
-
-    from imbal.cache import cache_root
+    from imbal.cache import keyed_json
     from imbal.cli import _listing_key
-    from imbal.io import write_text_atomic
 
     have_yaml = set(yaml_options("loss"))
     names = [n for n in loss_names() if n not in have_yaml]
     key = _listing_key() if use_cache else None
     if key is not None:
         key = f"{NODES_VERSION}:{key}:{','.join(sorted(have_yaml))}"
-    path = cache_root() / "loss-nodes.json"
-    if key is not None:
-        try:
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key:
-                return cached
-        except (OSError, ValueError):
-            pass
-    result = _compute_loss_nodes(names)
     # a plugin that failed may load once its dependency is installed (the key would not change): not cached
-    if key is not None and not result["failed"]:
-        try:
-            text = json.dumps({"key": key, **result})
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, text)  # atomic: a concurrent run never reads half a file
-        except (OSError, TypeError, ValueError):
-            pass  # a default JSON cannot hold, or a read-only cache: only the speed-up is lost
-    return result
+    return keyed_json("loss-nodes.json", key, lambda: _compute_loss_nodes(names), keep=lambda r: not r["failed"])
 
 
 def register_configs() -> list[str]:
