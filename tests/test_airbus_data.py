@@ -135,9 +135,16 @@ def test_corrupt_jpeg_names_the_file(synth, tmp_path):
     root = tmp_path / "d"
     shutil.copytree(synth, root)
     victim = sorted((root / "train_v2").iterdir())[0]
-    victim.write_bytes(victim.read_bytes()[:200])  # truncated
+    good = victim.read_bytes()
+    victim.write_bytes(good[:200])  # truncated: found by the index's header check
+    with pytest.raises(ImbalError, match=rf"train_ship_segmentations_v2.csv row \d+: cannot read image .*{victim.name} "
+                                         rf"\(truncated file\)") as exc:
+        module(root, augment=False).setup()
+    assert "\n" not in str(exc.value)
+    victim.write_bytes(good)
     dm = module(root, augment=False)
     dm.setup()
+    victim.write_bytes(good[:200])  # broken after the index: the decode names the file
     i = next(k for k, it in enumerate(dm.items) if it.image_id == victim.name)
     with pytest.raises(ImbalError, match=rf"cannot read image .*{victim.name}") as exc:
         dm._load(i)

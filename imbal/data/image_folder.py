@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from imbal.data.base import DataModuleBase, balanced_holdout
+from imbal.data.images import BadImages, open_image
 from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
 from imbal.data.stats import DataStats
 from imbal.errors import ImbalError
@@ -54,8 +55,17 @@ def folder_transforms(size: int, mean, std, *, augment: bool = True):
     return v2.Compose(resize + aug + finish), v2.Compose(resize + finish)
 
 
-def scan_folder(root: str, key: str = "data.root"):
-    """torchvision ImageFolder over ``root``, refusing a missing root, no class folder or an empty class folder."""
+def load_rgb(path: str):
+    """The ImageFolder loader: a PIL RGB image, 16-bit images scaled to 8 bits (:mod:`imbal.data.images`)."""
+    return open_image(path, where="data 'image_folder_lt'", mode="RGB")
+
+
+def scan_folder(root: str, key: str = "data.root", bad: BadImages | None = None):
+    """torchvision ImageFolder over ``root``, refusing a missing root, no class folder or an empty class folder.
+
+    With ``bad``, every file's header is checked (:func:`imbal.data.images.probe_image`) and
+    ``data.on_bad_image`` applied: an unreadable file is refused, or dropped from the samples.
+    """
     from torchvision.datasets import ImageFolder
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -74,7 +84,13 @@ def scan_folder(root: str, key: str = "data.root"):
                 f"class folder {folder} has no image (expected files ending in {', '.join(IMG_EXTENSIONS)}); "
                 f"add images or remove the folder"
             )
-    return ImageFolder(root)
+    folder = ImageFolder(root, loader=load_rgb)
+    if bad is not None:
+        keep = [(p, t) for p, t in folder.samples if bad.check(p) is not None]
+        if len(keep) < len(folder.samples):
+            folder.samples = folder.imgs = keep
+            folder.targets = [t for _, t in keep]
+    return folder
 
 
 class ImageFolderLTDataModule(DataModuleBase):
@@ -96,6 +112,9 @@ class ImageFolderLTDataModule(DataModuleBase):
         on_device: decode and resize every image once into a uint8 tensor on the Trainer's
             device, then crop/flip/normalise whole batches there (:mod:`imbal.data.on_device`);
             for trees that fit in (device) memory: N x 3 x image_size^2 bytes.
+        on_bad_image: ``error`` refuses an unreadable image (empty, truncated, dangling symlink,
+            decompression bomb; a header check of every file at setup); ``skip`` leaves it out and
+            counts it in ``DataStats.extra`` (:class:`imbal.data.images.BadImages`).
     """
 
     name = "image_folder_lt"
@@ -123,8 +142,10 @@ class ImageFolderLTDataModule(DataModuleBase):
         seed: int = 0,
         sampler: Any = None,
         on_device: bool = False,
+        on_bad_image: str = "error",
     ):
         super().__init__()
+        self.bad_images = BadImages(on_bad_image, where="data 'image_folder_lt'")
         self.on_device = bool(on_device)
         self._decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._device_splits = None
@@ -144,7 +165,7 @@ class ImageFolderLTDataModule(DataModuleBase):
         self._stats: DataStats | None = None
 
     def _other_tree(self, path: str, key: str, classes: list[str]):
-        folder = scan_folder(path, key)
+        folder = scan_folder(path, key, self.bad_images)
         if folder.classes != classes:
             raise ImbalError(
                 f"{key}={path} has class folders {folder.classes[:5]}..., but data.root has {classes[:5]}...; "
@@ -164,7 +185,8 @@ class ImageFolderLTDataModule(DataModuleBase):
         if self.splits:
             return
         self.check_options()
-        base = scan_folder(self.root)
+        self.bad_images.skipped.clear()
+        base = scan_folder(self.root, bad=self.bad_images)
         classes = list(base.classes)
         c = len(classes)
         y = np.asarray(base.targets, np.int64)
@@ -186,6 +208,7 @@ class ImageFolderLTDataModule(DataModuleBase):
             rel_held, rel_rest = balanced_holdout(y[pool], per, rng)
             held[split] = (base, pool[rel_held], f"{per} per class held out of data.root")
             pool = pool[rel_rest]
+        extra = self.bad_images.report()  # one line when unreadable images were skipped
         available = np.bincount(y[pool], minlength=c)
         counts = available.tolist()
         n_max = None
@@ -209,6 +232,7 @@ class ImageFolderLTDataModule(DataModuleBase):
             input_shape=(3, self.image_size, self.image_size),
             num_train=int(sum(counts)),
             val_from="val_root" if self.val_root else "train",
+            extra=extra,
         )
         self.manifest = {
             "root": os.path.abspath(self.root),
@@ -224,6 +248,7 @@ class ImageFolderLTDataModule(DataModuleBase):
             "test": held["test"][2],
             "test_indices_hash": indices_hash(held["test"][1]),
             "image_size": self.image_size,
+            **extra,
         }
 
     # -- data.on_device ---------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from imbal.data.paths import safe_child
 from imbal.data.segmentation import synthetic as synthetic_set
 from imbal.data.segmentation.base import SegmentationDataModule
 from imbal.data.segmentation.datasets import SegItem
@@ -175,18 +176,34 @@ class AirbusDataModule(SegmentationDataModule):
                 by_id[image_id].append(rle)
         ids = sorted(by_id)
         img_dir = root / self.images_name
-        for image_id in ids:
-            if not (img_dir / image_id).is_file():
+        paths: dict[str, Path] = {}
+        for image_id in ids:  # every name is checked before any file is read
+            row = first_row[image_id]
+            path = safe_child(img_dir, image_id, what=f"data 'airbus': {csv} row {row}: ImageId", within=root,
+                              example="00003e153.jpg")
+            if not (path.is_file() or path.is_symlink()):
                 raise ImbalError(
-                    f"data 'airbus': image {img_dir / image_id} for {csv.name} row {first_row[image_id]} "
-                    f"(ImageId {image_id}) does not exist"
+                    f"data 'airbus': image {path} for {csv.name} row {row} (ImageId {image_id}) does not exist"
                 )
+            paths[image_id] = path
         items = [
             SegItem(i, bool(by_id[i]), sum(check_rle(r, shape) for r in by_id[i]), s * s, {"rles": by_id[i]})
             for i in ids
         ]
         if self.max_images is not None and self.max_images < len(items):
             items = self._subset(items)
+        good = []
+        for it in items:  # the images in use: header, size and data.on_bad_image (imbal/data/images.py)
+            size = self.bad_images.check(paths[it.image_id], f"data 'airbus': {csv.name} row {first_row[it.image_id]}")
+            if size is None:
+                continue
+            if size != shape:
+                raise ImbalError(
+                    f"data 'airbus': image {paths[it.image_id]} is {size[0]}x{size[1]}, expected {s}x{s} "
+                    f"(set data.image_size)"
+                )
+            good.append(it)
+        items = good
         self.image_shape = shape
         self.manifest.update({"root": str(root), "synthetic": self.is_synthetic, "csv": str(csv)})
         return items

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from imbal.data.base import DataModuleBase
+from imbal.data.images import BadImages
 from imbal.data.loaders import eval_loader, train_loader
 from imbal.data.segmentation.datasets import SegEvalDataset, SegItem, SegTrainDataset, stack_collate
 from imbal.data.segmentation.samplers import EmptyShareSampler, stratified_split
@@ -48,6 +49,9 @@ class SegmentationDataModule(DataModuleBase):
         fg_crop_p: probability that a crop of an image with foreground is centred on it.
         augment: flips and 90-degree rotations of the training crops.
         cache_images: keep decoded images in memory when there are at most this many.
+        on_bad_image: ``error`` refuses an unreadable image found while indexing (empty, truncated,
+            dangling symlink, decompression bomb); ``skip`` leaves it out and counts it in
+            ``DataStats.extra`` (see :class:`imbal.data.images.BadImages`).
         batch_size, eval_batch_size, num_workers, seed, sampler: as every data module.  A
             ``sampler=`` other than ``none`` picks the training images only when both
             ``empty_share`` and ``samples_per_epoch`` are null; otherwise it is refused.
@@ -75,8 +79,10 @@ class SegmentationDataModule(DataModuleBase):
         num_workers: int = 0,
         seed: int = 0,
         sampler: Any = None,
+        on_bad_image: str = "error",
     ):
         super().__init__()
+        self.bad_images = BadImages(on_bad_image, where=f"data '{self.name}'")
         self.crop = None if crop is None else int(crop)
         self.resize = None if resize is None else int(resize)
         if self.resize is not None and self.resize < 8:
@@ -145,7 +151,9 @@ class SegmentationDataModule(DataModuleBase):
     def setup(self, stage: str | None = None) -> None:
         if self._stats is not None:
             return
+        self.bad_images.skipped.clear()
         self.items = self.index()
+        extra = self.bad_images.report()  # one line when unreadable images were skipped
         if not self.items:
             raise ImbalError(f"data '{self.name}': no images found")
         has = np.array([it.has_fg for it in self.items])
@@ -165,6 +173,7 @@ class SegmentationDataModule(DataModuleBase):
             class_names=list(self.class_names),
             modality=self.modality,
             input_shape=in_shape,
+            extra=extra,
         )
         self.manifest.update(
             {
@@ -172,6 +181,7 @@ class SegmentationDataModule(DataModuleBase):
                 "images_with_foreground": {k: int(has[v].sum()) for k, v in self.split_idx.items()},
                 "image_shape": list(self.image_shape),
                 "resize": self.resize,
+                **extra,
                 "crop": self.crop,
                 "empty_share": self.empty_share,
                 "class_counts": counts,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from imbal.data.images import BadImageError, read_mask_values
+from imbal.data.paths import safe_child
 from imbal.data.segmentation.base import SegmentationDataModule
 from imbal.data.segmentation.datasets import SegItem
 from imbal.data.segmentation.transforms import IMAGE_SUFFIXES, read_rgb
@@ -25,8 +27,9 @@ class MaskFolderDataModule(SegmentationDataModule):
     Args:
         root: the folder holding both sub-folders.
         images, masks: sub-folder names.
-        foreground: mask value that marks foreground; null: any non-zero value
-            (the mask must then hold only 0 and one other value, e.g. 0/1 or 0/255).
+        foreground: mask value that marks foreground, compared with the stored values (a 16-bit
+            mask's are not rescaled: e.g. 65535); null: any non-zero value (the mask must then hold
+            only 0 and one other value, e.g. 0/1, 0/255 or 0/65535).
         Others: see :class:`imbal.data.segmentation.base.SegmentationDataModule`.
     """
 
@@ -46,13 +49,9 @@ class MaskFolderDataModule(SegmentationDataModule):
         self._mask_paths: dict[str, Path] = {}
 
     def _binary(self, path: Path) -> np.ndarray:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                m = np.array(im.convert("L") if im.mode not in ("L", "1", "P", "I", "I;16") else im)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise ImbalError(f"data 'mask_folder': cannot read mask {path} ({exc}); expected a PNG mask") from None
+        """The 0/1 mask of a mask file, from its stored values (a 16-bit mask is not rescaled, so 0/65535
+        and 0/1 give the same mask as 0/255)."""
+        m = read_mask_values(path, where="data 'mask_folder'")
         if m.ndim != 2:
             raise ImbalError(f"data 'mask_folder': mask {path} has shape {m.shape}; expected one channel")
         if self.foreground is not None:
@@ -66,24 +65,29 @@ class MaskFolderDataModule(SegmentationDataModule):
         return m != 0
 
     def index(self) -> list[SegItem]:
-        from PIL import Image
-
         img_dir, mask_dir = self.root / self.images_name, self.root / self.masks_name
         for d in (img_dir, mask_dir):
             if not d.is_dir():
                 raise ImbalError(f"data 'mask_folder': folder {d} not found (data.root={self.root})")
-        images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        # a file name found in a folder is plain; safe_child refuses a symlink that leads out of data.root
+        images = sorted(safe_child(img_dir, p.name, what="data 'mask_folder': image", within=self.root)
+                        for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        masks = {p.stem: safe_child(mask_dir, p.name, what="data 'mask_folder': mask", within=self.root)
+                 for p in mask_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
         items, shapes = [], set()
         for p in images:
             if p.stem not in masks:
                 raise ImbalError(f"data 'mask_folder': image {p} has no mask {mask_dir / p.stem}.* ; expected one per image")
-            m = self._binary(masks[p.stem])
+            size = self.bad_images.check(p)
+            if size is None or self.bad_images.check(masks[p.stem]) is None:
+                continue
             try:
-                with Image.open(p) as im:
-                    size = (im.height, im.width)
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise ImbalError(f"data 'mask_folder': cannot read image {p} ({exc})") from None
+                m = self._binary(masks[p.stem])
+            except BadImageError as exc:  # passed the header check, fails to decode
+                if self.bad_images.policy == "error":
+                    raise
+                self.bad_images.skipped.append((str(masks[p.stem]), str(exc)))
+                continue
             if size != m.shape:
                 raise ImbalError(f"data 'mask_folder': image {p} is {size[0]}x{size[1]} but its mask is {m.shape[0]}x{m.shape[1]}")
             shapes.add(size)

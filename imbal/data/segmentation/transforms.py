@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imbal.data.images import read_image
 from imbal.errors import ImbalError
 
 #: Images are scaled to [-1, 1]: x = (pixel / 255 - MEAN) / STD.
@@ -34,16 +35,9 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def read_rgb(path: Path, *, where: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image file as uint8 ``[H, W, 3]``; a one-line ImbalError if unreadable or of the wrong size."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))  # a writable copy
-    except FileNotFoundError:
-        raise ImbalError(f"{where}: image {path} does not exist") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise ImbalError(f"{where}: cannot read image {path} ({exc}); expected a readable RGB image") from None
+    """An image file as uint8 ``[H, W, 3]`` (16-bit images scaled, :func:`imbal.data.images.read_image`);
+    a one-line ImbalError if unreadable or of the wrong size."""
+    arr = read_image(path, where=where, mode="RGB")
     if size is not None and arr.shape[:2] != tuple(size):
         raise ImbalError(
             f"{where}: image {path} is {arr.shape[0]}x{arr.shape[1]}, expected {size[0]}x{size[1]} "
