@@ -112,3 +112,56 @@ def test_shot_group_edges_are_shared():
     assert (MEDIUM_MIN, MEDIUM_MAX) == (20, 100)
     assert SHOT_GROUPS["few_shot_accuracy"][1] == MEDIUM_MIN - 1
     assert SHOT_GROUPS["many_shot_accuracy"][0] == MEDIUM_MAX + 1
+
+
+def test_macro_metrics_average_over_the_classes_present():
+    """Class 2 has no test sample but is predicted once: recalls 1.0 and 0.5 give 0.75 (torchmetrics 1.9's
+    ``MulticlassRecall(average="macro")`` counts the predicted absent class as 0 and gives 0.5)."""
+    from imbal.metrics import absent_classes
+
+    targets, preds = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 2])
+    m = ClassificationMetrics(stats([10, 10, 10]))
+    m.update(torch.nn.functional.one_hot(preds, 3).float() * 5, targets)
+    r = m.compute()
+    assert r["balanced_accuracy"] == pytest.approx(0.75)
+    assert r["accuracy"] == pytest.approx(0.75)
+    # F1: class 0 = 1.0, class 1 = 2*1/(2+1) = 2/3; the absent class 2 is not averaged in
+    assert r["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert r["per_class_recall"][:2] == [1.0, 0.5] and np.isnan(r["per_class_recall"][2])
+    assert r["few_shot_accuracy"] == pytest.approx(0.75)  # the shot group's mean skips the absent class too
+    assert absent_classes(r["per_class_recall"], ["a", "b", "c"]) == ["c"]
+    assert absent_classes([1.0, None, 0.5], ["a", "b", "c"]) == ["b"]  # read back from summary.json
+
+
+def test_shot_group_with_only_absent_classes_is_left_out():
+    m = ClassificationMetrics(stats([500, 300, 10]))  # class 2 alone is few-shot
+    m.update(torch.eye(3)[[0, 1, 1]] * 5, torch.tensor([0, 1, 0]))
+    r = m.compute()
+    assert r["many_shot_accuracy"] == pytest.approx(0.75) and "few_shot_accuracy" not in r
+
+
+def test_multilabel_macro_metrics_skip_labels_without_positives():
+    s = DataStats(task="multilabel", num_classes=3, class_counts=[5, 5, 5], class_names=list("abc"), modality="text")
+    m = ClassificationMetrics(s)
+    targets = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 1, 0]]).float()
+    preds = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 0]]).float()
+    m.update(preds * 10 - 5, targets)
+    r = m.compute()
+    assert r["accuracy"] == pytest.approx(7 / 9)  # micro over the 9 label cells, as before
+    assert r["balanced_accuracy"] == pytest.approx(0.75)  # recalls 1.0, 0.5; label c has no positive
+    assert r["macro_f1"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert np.isnan(r["per_class_recall"][2])
+
+
+def test_macro_metrics_without_absent_classes_match_torchmetrics():
+    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_recall
+
+    g = torch.Generator().manual_seed(0)
+    targets = torch.arange(5).repeat(20)
+    logits = torch.randn(100, 5, generator=g)
+    m = ClassificationMetrics(stats([50, 40, 30, 20, 10]))
+    m.update(logits, targets)
+    r = m.compute()
+    preds = logits.argmax(-1)
+    assert r["balanced_accuracy"] == pytest.approx(float(multiclass_recall(preds, targets, num_classes=5)), abs=1e-6)
+    assert r["macro_f1"] == pytest.approx(float(multiclass_f1_score(preds, targets, num_classes=5)), abs=1e-6)

@@ -218,6 +218,26 @@ def test_malformed_lines(tmp_path):
         make(tmp_path, train_path=str(j))
 
 
+def test_jsonl_non_object_lines_are_bad_rows_and_skippable(tmp_path):
+    j = tmp_path / "a.jsonl"
+    good = [json.dumps({"text": f"word{i} {'win' if i % 2 else 'hi'}", "label": "s" if i % 2 else "h"}) for i in range(20)]
+    j.write_text("\n".join([*good[:5], "[1, 2]", *good[5:], "null", ""]) + "\n")
+    with pytest.raises(ImbalError, match=r"a.jsonl, line 6: not a JSON object \(a JSON array\)"):
+        make(tmp_path, train_path=str(j))
+    dm = make(tmp_path, train_path=str(j), on_bad_row="skip")
+    assert dm.manifest["bad_rows_skipped"] == 2 and sum(dm.manifest["sizes"].values()) == 20
+
+
+def test_multilabel_list_cells_are_labels_but_a_list_text_is_refused(tmp_path):
+    df = pd.DataFrame({"text": [f"doc {i}" for i in range(20)], "tags": [["a", "b"] if i % 2 else ["b"] for i in range(20)]})
+    dm = make(tmp_path, train_path=str(write(df, tmp_path / "m.parquet", "parquet")), label_column="tags",
+              multilabel=True)
+    assert dm.stats.class_names == ["a", "b"]
+    with pytest.raises(ImbalError, match=r"m.parquet, row 1: column 'tags' holds a list value \(\['b'\]\); "
+                                         r"expected a label \(a string or a number\)"):
+        make(tmp_path, train_path=str(tmp_path / "m.parquet"), label_column="tags")
+
+
 # -- tokenizer, padding, bucketing ------------------------------------------------
 def test_tokenizer_cached_by_data_and_settings(tmp_path):
     path = write(corpus(), tmp_path / "d.csv", "csv")

@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from imbal.data.base import InMemoryDataModule, balanced_holdout
-from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
+from imbal.data.profile import check_n_max, indices_hash, longtail_counts, longtail_indices
 from imbal.errors import ImbalError
 from imbal.kinds import IMAGE, MULTICLASS
 
@@ -120,6 +120,8 @@ class CIFARLTDataModule(InMemoryDataModule):
         self.download = bool(download)
         self.ratio = ratio
         self.profile = profile
+        if n_max is not None:
+            check_n_max(n_max)  # before any file is read
         self.n_max = n_max
         self.subset_seed = int(subset_seed)
         self.val_from = val_from

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from imbal.data.base import InMemoryDataModule, balanced_holdout
-from imbal.data.profile import indices_hash, longtail_counts, longtail_indices
+from imbal.data.profile import check_n_max, indices_hash, longtail_counts, longtail_indices
 from imbal.errors import ImbalError
 from imbal.kinds import IMAGE, MULTICLASS
 
@@ -73,6 +73,8 @@ class DigitsLTDataModule(InMemoryDataModule):
         super().__init__(**kwargs)
         self.ratio = ratio
         self.profile = profile
+        if n_max is not None:
+            check_n_max(n_max)  # before any file is read
         self.n_max = n_max
         self.val_per_class = int(val_per_class)
         self.test_per_class = int(test_per_class)

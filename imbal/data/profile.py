@@ -13,6 +13,12 @@ from imbal.errors import ImbalError
 PROFILES = ("exp", "step")
 
 
+def check_n_max(n_max) -> None:
+    """``data.n_max`` (training samples of the head class): a whole number >= 1 (0 would train on nothing)."""
+    if isinstance(n_max, bool) or not isinstance(n_max, (int, float)) or n_max != int(n_max) or n_max < 1:
+        raise ImbalError(f"data.n_max must be a whole number >= 1 (training samples of the head class), got {n_max!r}")
+
+
 def longtail_counts(
     n_max: int, num_classes: int, ratio: float, profile: str = "exp", *, step_minor_frac: float = 0.5
 ) -> list[int]:
@@ -30,6 +36,7 @@ def longtail_counts(
         raise ImbalError(f"imbalance ratio must be a number >= 1 (n_max / n_min), got {ratio!r}")
     if num_classes < 1:
         raise ImbalError(f"num_classes must be >= 1, got {num_classes}")
+    check_n_max(n_max)
     if profile == "exp":
         if num_classes == 1:
             return [int(n_max)]

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from imbal.metrics.classification import (
         SCALAR_METRICS,
         ClassificationMetrics,
+        absent_classes,
         hard_predictions,
+        macro_scores,
         per_sample_log_loss,
     )
     from imbal.metrics.segmentation import SegmentationMetrics, airbus_f2, airbus_f2_labels, label_components
@@ -42,8 +44,8 @@ _WHERE = {
         ("ECE_BINS", "CalibrationError", "calibration_inputs", "expected_calibration_error", "reliability_bins"),
         "calibration",
     ),
-    **dict.fromkeys(("SCALAR_METRICS", "ClassificationMetrics", "hard_predictions", "per_sample_log_loss"),
-                    "classification"),
+    **dict.fromkeys(("SCALAR_METRICS", "ClassificationMetrics", "absent_classes", "hard_predictions", "macro_scores",
+                     "per_sample_log_loss"), "classification"),
     **dict.fromkeys(("SegmentationMetrics", "airbus_f2", "airbus_f2_labels", "label_components"), "segmentation"),
     **dict.fromkeys(("MEDIUM_MAX", "MEDIUM_MIN", "SHOT_GROUPS", "shot_groups"), "shots"),
 }
@@ -57,6 +59,7 @@ __all__ = [
     "SCALAR_METRICS",
     "SHOT_GROUPS",
     "SegmentationMetrics",
+    "absent_classes",
     "airbus_f2",
     "airbus_f2_labels",
     "build_metrics",
@@ -64,6 +67,7 @@ __all__ = [
     "expected_calibration_error",
     "hard_predictions",
     "label_components",
+    "macro_scores",
     "per_sample_log_loss",
     "reliability_bins",
     "shot_groups",

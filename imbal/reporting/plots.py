@@ -136,7 +136,7 @@ def plot_recall_vs_frequency(
         if label_points:
             for xi, ri, name in zip(xs, r, class_names):
                 ax.annotate(str(name), (xi, ri), xytext=(5, 4), textcoords="offset points", fontsize=9)
-        mean = float(np.mean(r)) if r.size else float("nan")
+        mean = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
         ax.axhline(mean, color="tab:red", ls="--", lw=1.2, label=f"balanced accuracy {mean:.3f}")
         ax.set_xscale("log")
         ax.set_xlim(lo, hi)

@@ -3,6 +3,8 @@ read by ``imbal report``, ``imbal predict`` and anything else that consumes fini
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ class RunSummary:
     ``val``/``test``: metric name -> value (scalars, and lists such as ``per_class_recall``) of the
     best checkpoint; ``posthoc``: correction name -> test metrics (plus what the correction chose);
     ``data_extra``: data-specific facts (e.g. ``bayes_balanced_error`` of the Gaussian data), kept
-    under their own key so they can never overwrite a summary field.
+    under their own key so they can never overwrite a summary field; ``absent_classes``: split -> the
+    classes that split has no sample of (its macro metrics average over the classes present, and its
+    ``per_class_recall`` holds ``null`` for them: a NaN is written as ``null``, JSON has no NaN).
     """
 
     data: str
@@ -48,6 +52,7 @@ class RunSummary:
     git_commit: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     data_extra: dict[str, Any] = field(default_factory=dict)
+    absent_classes: dict[str, list[str]] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,7 +65,8 @@ class RunSummary:
         return None if value is None else float(value)
 
     def write(self, run_dir: str | Path) -> Path:
-        return write_json_atomic(Path(run_dir) / SUMMARY_FILE, self.to_dict())
+        """``summary.json`` in ``run_dir``; NaN (a class absent from a split) as ``null``."""
+        return write_json_atomic(Path(run_dir) / SUMMARY_FILE, _nan_to_none(self.to_dict()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = SUMMARY_FILE) -> "RunSummary":
@@ -96,3 +102,29 @@ class RunSummary:
             path = path / SUMMARY_FILE
         data = read_json_object(path, expected="expected the directory of a finished run")
         return cls.from_dict(data, where=str(path))
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def absent_from_results(results: dict[str, dict], class_names: list[str], *, warn: bool = True) -> dict[str, list[str]]:
+    """Split -> the classes with no sample in it (NaN in its ``per_class_recall``); with ``warn``, one line
+    on stderr naming them when there are any."""
+    from imbal.metrics.classification import absent_classes
+
+    out = {}
+    for split in ("val", "test"):
+        names = absent_classes((results.get(split) or {}).get("per_class_recall"), class_names)
+        if names:
+            out[split] = names
+    if out and warn:
+        parts = "; ".join(f"the {split} split has no sample of class(es) {', '.join(n)}" for split, n in out.items())
+        print(f"imbal: warning: {parts}; macro metrics average over the classes present", file=sys.stderr, flush=True)
+    return out

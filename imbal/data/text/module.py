@@ -24,7 +24,8 @@ from imbal.data.loaders import build_sampler, eval_loader, train_loader
 from imbal.data.stats import DataStats, TextInfo
 from imbal.data.text.dataset import BucketBatchSampler, TextDataset
 from imbal.data.text.readers import HF_DISK, detect_format, hf_disk_frames, is_missing, normalise_key
-from imbal.data.text.readers import parse_labels, read_table
+from imbal.data.text.options import check_options
+from imbal.data.text.readers import canonical_split_labels, check_cells, parse_labels, read_table
 from imbal.data.text.splits import Splits, cut_splits, split_off
 from imbal.data.text.tokenize import TextTokenizer, build_tokenizer
 from imbal.errors import ImbalError
@@ -48,7 +49,9 @@ class TextDataModule(DataModuleBase):
             quote characters as text, as the SMS Spam Collection needs).
         text_column: the text; or ``text_columns`` (two names) for pair tasks.
         label_column: label strings or numbers, mapped to ids in sorted order (numbers
-            numerically) unless ``classes`` lists them in order.
+            numerically) unless ``classes`` lists them in order.  Labels are stripped of
+            surrounding whitespace; in a file whose labels are all numbers, ``1``, ``1.0`` and
+            ``01`` are the one class ``'1'`` (``readers.canonical_labels``, over all files and ``classes``).
         task: ``auto`` (multilabel if ``multilabel`` else multiclass), ``multiclass``,
             ``binary`` (two classes, ``classes[1]`` is the positive class; logits ``[N]``)
             or ``multilabel``.
@@ -104,24 +107,15 @@ class TextDataModule(DataModuleBase):
         sampler: Any = None,
     ):
         super().__init__()
-        if task not in TASK_CHOICES:
-            raise ImbalError(f"data.task '{task}' is not one of {', '.join(TASK_CHOICES)}")
-        if on_bad_row not in ("error", "skip"):
-            raise ImbalError(f"data.on_bad_row '{on_bad_row}' is not one of error, skip")
-        if group_by not in ("text", "none"):
-            raise ImbalError(f"data.group_by '{group_by}' is not one of text, none")
-        if text_columns is not None and len(text_columns) not in (1, 2):
-            raise ImbalError(f"data.text_columns must name 1 or 2 columns, got {list(text_columns)}")
-        for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < float(f) < 1.0:
-                raise ImbalError(f"data.{name} must be in (0, 1), got {f}")
+        check_options(task=task, choices=TASK_CHOICES, on_bad_row=on_bad_row, group_by=group_by, text_columns=text_columns,
+                      val_fraction=val_fraction, test_fraction=test_fraction, max_length=max_length, min_length=min_length)
         self.root = Path(root).expanduser() if root else None
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.format = format
         self.sep, self.header, self.column_names, self.quoting = sep, bool(header), column_names, quoting
         self.text_columns = list(text_columns) if text_columns else [text_column]
         self.label_column = label_column
-        self.classes = [str(c) for c in classes] if classes else None
+        self.classes = [str(c).strip() for c in classes] if classes else None
         self.feature_classes: list[str] | None = None  # a datasets ClassLabel's names, in order
         self.val_from: str | None = None  # "dataset_split": the validation split of a DatasetDict train_path
         self.multilabel = bool(multilabel) or task == MULTILABEL
@@ -200,6 +194,7 @@ class TextDataModule(DataModuleBase):
                 f"{where}: no column '{missing[0]}' (columns: {cols}); set data.text_column(s)/data.label_column"
                 + ("" if self.header else " or data.column_names")
             )
+        check_cells(df, where, self.text_columns, self.label_column, multilabel=self.multilabel)
         texts, labels, rows = [], [], []
         cols = [df[c].tolist() for c in self.text_columns]
         raw = df[self.label_column].tolist()
@@ -285,6 +280,8 @@ class TextDataModule(DataModuleBase):
         frames = self.read_frames()
         bad: list[str] = []
         parsed = {split: (*self._records(df, where, bad), where) for split, (df, where, _) in frames.items()}
+        # labels that are all numbers: 1 and 1.0 are one class, decided over every split and the given names
+        parsed, self.classes = canonical_split_labels(parsed, self.classes or self.feature_classes)
         train_texts, train_labels, _, train_where = parsed["train"]
         index = self._label_index(train_texts, train_labels, train_where)
         encoded = {

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -80,18 +82,22 @@ def read_table(
     """The file as a DataFrame (text columns as ``str``) and the number of malformed lines skipped."""
     if not path.is_file():
         raise ImbalError(f"data file '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise ImbalError(f"{path}: no data rows (the file is empty, 0 bytes); expected at least one labelled row")
     if fmt in ("csv", "tsv"):
-        return _read_delimited(path, fmt=fmt, sep=sep, header=header, column_names=column_names,
-                               quoting=quoting, skip_bad_lines=skip_bad_lines)
-    if fmt == "jsonl":
+        df, skipped = _read_delimited(path, fmt=fmt, sep=sep, header=header, column_names=column_names,
+                                      quoting=quoting, skip_bad_lines=skip_bad_lines)
+    elif fmt == "jsonl":
+        df, skipped = _read_jsonl_lines(path, skip_bad_lines)
+    else:
         try:
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False), 0
-        except ValueError:
-            return _read_jsonl_lines(path, skip_bad_lines)
-    try:
-        return pd.read_parquet(path), 0
-    except Exception as exc:  # pyarrow raises its own types
-        raise ImbalError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
+            df, skipped = pd.read_parquet(path), 0
+        except Exception as exc:  # pyarrow raises its own types
+            raise ImbalError(f"{path}: not a readable Parquet file ({first_line(exc)})") from exc
+    if len(df) == 0 and not skipped:
+        what = "only a header line" if fmt in ("csv", "tsv") and header and len(df.columns) else "no records"
+        raise ImbalError(f"{path}: no data rows ({what}); expected at least one labelled row")
+    return df, skipped
 
 
 def _read_delimited(
@@ -117,36 +123,74 @@ def _read_delimited(
         kwargs.update(engine="python", on_bad_lines=lambda bad: skipped.append(bad))
     try:
         df = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError as exc:
+        raise ImbalError(f"{path}: no data rows (only blank lines); expected at least one labelled row") from exc
     except pd.errors.ParserError as exc:
         raise ImbalError(f"{path}: malformed line ({first_line(exc)}); fix it or set data.on_bad_row=skip") from exc
     except UnicodeDecodeError as exc:
-        raise ImbalError(f"{path}: not UTF-8 text ({first_line(exc)})") from exc
+        raise ImbalError(not_utf8(path)) from exc
     if not header and not column_names:
         df.columns = [str(c) for c in df.columns]
     return df, len(skipped)
 
 
 def _read_jsonl_lines(path: Path, skip_bad_lines: bool) -> tuple[pd.DataFrame, int]:
-    """pandas' JSON error names no line: find (or skip) the bad lines one by one."""
-    records, skipped = [], 0
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    """One JSON object per line (blank lines and a leading UTF-8 BOM ignored), read line by line so that an
+    error names its line: a line that is not UTF-8 (with its byte offset) or not a JSON object."""
+    records, skipped, offset = [], 0, 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            start, offset = offset, offset + len(raw)
+            if lineno == 1 and raw.startswith(BOM):
+                raw, start = raw[len(BOM):], start + len(BOM)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ImbalError(not_utf8(path, lineno, start + exc.start, raw[exc.start])) from None
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
                 if not isinstance(rec, dict):
-                    raise ValueError("not a JSON object")
+                    raise ValueError(f"a JSON {_JSON_KINDS.get(type(rec), type(rec).__name__)}")
             except ValueError as exc:
                 if not skip_bad_lines:
                     raise ImbalError(
-                        f"{path}, line {lineno}: not a JSON object ({first_line(exc)}); "
-                        "fix it or set data.on_bad_row=skip"
-                    ) from exc
+                        f"{path}, line {lineno}: not a JSON object ({first_line(exc)}); expected one object per "
+                        "line; fix it or set data.on_bad_row=skip"
+                    ) from None
                 skipped += 1
                 continue
             records.append(rec)
     return pd.DataFrame.from_records(records), skipped
+
+
+BOM = b"\xef\xbb\xbf"
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def not_utf8(path: Path, lineno: int | None = None, offset: int | None = None, byte: int | None = None) -> str:
+    """The one-line message for a file that is not UTF-8, naming the line and byte offset of the first bad byte
+    (found by scanning the file when not given)."""
+    if lineno is None:
+        lineno, offset, byte = _first_bad_utf8(path)
+    where = f"{path}, line {lineno}" if lineno else str(path)
+    at = f" (byte 0x{byte:02x} at byte offset {offset})" if byte is not None else ""
+    return f"{where}: not UTF-8 text{at}; save the file as UTF-8"
+
+
+def _first_bad_utf8(path: Path) -> tuple[int | None, int | None, int | None]:
+    import codecs
+
+    decoder, offset, lineno = codecs.getincrementaldecoder("utf-8")(), 0, 1
+    with open(path, "rb") as fh:
+        for raw in fh:
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return lineno, offset + exc.start, raw[exc.start] if exc.start < len(raw) else None
+            offset, lineno = offset + len(raw), lineno + 1
+    return None, None, None
 
 
 # -- Hugging Face datasets folders -------------------------------------------
@@ -253,6 +297,70 @@ def is_missing(v: Any) -> bool:
     if isinstance(v, float) and math.isnan(v):
         return True
     return False
+
+
+#: cell values that are not one text or one label: refused rather than turned into their ``str()``
+NOT_SCALAR = (bytes, bytearray, memoryview, list, tuple, dict, set, np.ndarray)
+
+
+def check_cells(df: pd.DataFrame, where: str, text_columns: Sequence[str], label_column: str, *,
+                multilabel: bool) -> None:
+    """Refuse a text cell (or a single-label cell) holding bytes, a list, a dict or an array (a Parquet or
+    JSON value that ``str()`` would silently turn into text); a multilabel cell may be a list of labels."""
+    for c in [*text_columns, label_column]:
+        if df[c].dtype != object:
+            continue
+        allowed = (list, tuple, np.ndarray) if (multilabel and c == label_column) else ()
+        for i, v in enumerate(df[c].tolist()):
+            if isinstance(v, NOT_SCALAR) and not isinstance(v, allowed):
+                expected = "text" if c != label_column else "a label (a string or a number" + (
+                    ", or a list of them)" if multilabel else ")")
+                shown = repr(v if not isinstance(v, np.ndarray) else v.tolist())
+                raise ImbalError(f"{where}, row {i + 1}: column '{c}' holds a {_KIND.get(type(v), type(v).__name__)} "
+                                 f"value ({shown[:40]}{'...' if len(shown) > 40 else ''}); expected {expected}")
+
+
+_KIND = {bytearray: "bytes", memoryview: "bytes", tuple: "list", np.ndarray: "list"}
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def numeric_label(s: str) -> str | None:
+    """The canonical text of a label that is a number (``1``, ``1.0``, ``01``, ``1e0`` -> ``1``;
+    ``1.50`` -> ``1.5``), or None for any other label."""
+    if not _NUMBER.fullmatch(s):
+        return None
+    d = Decimal(s)
+    if abs(d.adjusted()) > 30:  # no 1e999999 expansions
+        return None
+    if d == d.to_integral_value():
+        return str(int(d))
+    return format(d.normalize(), "f")
+
+
+def canonical_labels(labels: list, names: Sequence[str] | None = None) -> tuple[list, list[str] | None]:
+    """Labels (strings, or lists of strings for multilabel) and the class names given, if any: when *every*
+    label and name is a number, each becomes its canonical text (:func:`numeric_label`), so ``1`` and ``1.0``
+    are one class; otherwise both are returned as they are (``"007"`` among words stays ``"007"``)."""
+    flat = [x for lab in labels for x in (lab if isinstance(lab, list) else [lab])]
+    canon = {x: numeric_label(x) for x in {*flat, *(names or ())}}
+    if not canon or any(v is None for v in canon.values()):
+        return labels, (list(names) if names else None)
+    mapped = [[canon[x] for x in lab] if isinstance(lab, list) else canon[lab] for lab in labels]
+    return mapped, ([canon[x] for x in names] if names else None)
+
+
+def canonical_split_labels(parsed: dict[str, tuple], names: Sequence[str] | None) -> tuple[dict[str, tuple], list[str] | None]:
+    """:func:`canonical_labels` over every split at once: ``{split: (texts, labels, ...)}`` with the labels of
+    all splits (and the given class names) decided together, so a split can never map a label differently."""
+    lengths = [len(p[1]) for p in parsed.values()]
+    flat, names = canonical_labels([lab for p in parsed.values() for lab in p[1]], names)
+    out, start = {}, 0
+    for (split, p), n in zip(parsed.items(), lengths):
+        out[split] = (p[0], flat[start:start + n], *p[2:])
+        start += n
+    return out, names
 
 
 def normalise_key(text: str) -> str:

@@ -110,6 +110,8 @@ class TextSynthDataModule(TextDataModule):
         super().__init__(**kwargs)
         if int(num_classes) < 2:
             raise ImbalError(f"data.num_classes must be >= 2, got {num_classes}")
+        if isinstance(n_max, bool) or int(n_max) < 1:
+            raise ImbalError(f"data.n_max must be >= 1 (training documents of the head class), got {n_max}")
         if not 0.0 <= float(signal) <= 1.0:
             raise ImbalError(f"data.signal must be in [0, 1], got {signal}")
         self.num_classes = int(num_classes)
