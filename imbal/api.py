@@ -55,8 +55,9 @@ class Run:
 
 
 def run_checkpoint(run_dir: str | Path, summary: "RunSummary", checkpoint: str | Path | None = None) -> Path:
-    """``checkpoint`` if given, else the run's best checkpoint (found in ``checkpoints/`` of a moved
-    run dir too), else ``checkpoints/last.ckpt``."""
+    """``checkpoint`` if given, else the run's best checkpoint (``summary.json`` stores it relative
+    to the run dir; an absolute path of an older summary is also found in ``checkpoints/`` of a
+    moved run dir), else ``checkpoints/last.ckpt``."""
     from imbal.runner.rundir import CHECKPOINT_DIR
 
     run_dir = Path(run_dir)
@@ -64,6 +65,8 @@ def run_checkpoint(run_dir: str | Path, summary: "RunSummary", checkpoint: str |
         ckpt = Path(checkpoint)
     elif summary.best_checkpoint:
         ckpt = Path(summary.best_checkpoint)
+        if not ckpt.is_absolute():
+            ckpt = run_dir / ckpt
         moved = run_dir / CHECKPOINT_DIR / ckpt.name
         if not ckpt.is_file() and moved.is_file():
             ckpt = moved
@@ -74,21 +77,28 @@ def run_checkpoint(run_dir: str | Path, summary: "RunSummary", checkpoint: str |
     return ckpt
 
 
-def load_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, *, trust_config: bool = False) -> Run:
     """The finished run in ``run_dir``, its model rebuilt from the best checkpoint (or ``checkpoint``).
 
     The checkpoint's own record of config and data stats rebuilds the model; a checkpoint
     written before tasks recorded them is rebuilt from the run dir's ``summary.json`` config and
-    ``data_stats.json``.
+    ``data_stats.json``.  A run dir is data, not code: only imbal's own models and registered
+    losses are built from it, and any other ``_target_`` in either config is refused in one line
+    (:mod:`imbal.runner.rebuild`); ``trust_config=True`` (or ``IMBAL_TRUST_CONFIG=1``) builds
+    whatever the config names, for a run you made yourself with your own backbone class.
     """
+    from imbal.runner.rebuild import check_config, trusted
     from imbal.runner.rundir import read_stats
-    from imbal.runner.summary import RunSummary
-    from imbal.task import ImbalanceTask
+    from imbal.runner.summary import SUMMARY_FILE, RunSummary
 
     run_dir = Path(run_dir)
     summary = RunSummary.read(run_dir)
+    if not trusted(trust_config):
+        check_config(summary.config, where=f"run dir {run_dir} ({SUMMARY_FILE})")
+    from imbal.task import ImbalanceTask  # imports torch and Lightning: after the checks
     stats = read_stats(run_dir)
     ckpt = run_checkpoint(run_dir, summary, checkpoint)
-    model = ImbalanceTask.load_from_checkpoint(ckpt, config=summary.config, stats=stats.to_dict())
+    model = ImbalanceTask.load_from_checkpoint(ckpt, config=summary.config, stats=stats.to_dict(),
+                                               trust_config=trust_config)
     return Run(run_dir=run_dir, model=model.eval(), stats=stats, config=summary.config, summary=summary,
                checkpoint=ckpt)

@@ -110,7 +110,8 @@ def cmd_losses(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from imbal.predict import predict_run
 
-    counts = predict_run(args.run_dir, args.image_dir, args.out_csv, threshold=args.threshold, min_size=args.min_size)
+    counts = predict_run(args.run_dir, args.image_dir, args.out_csv, threshold=args.threshold, min_size=args.min_size,
+                         trust_config=args.trust_config)
     print(f"wrote {args.out_csv}: {counts}")
     return 0
 
@@ -146,12 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser("report", help="compare runs: mean ± std over seeds per configuration (report.md/.csv/.png)")
     )
     p.set_defaults(func=report.cmd_report)
+    from imbal import ensemble
+
+    p = ensemble.add_arguments(
+        sub.add_parser("ensemble", help="combine finished runs: weights fitted on validation only, scored once "
+                       "on test (ensemble.json, predictions/)")
+    )
+    p.set_defaults(func=ensemble.cmd_ensemble)
     p = sub.add_parser("predict", help="segmentation: write a submission CSV (ImageId,EncodedPixels) for an image folder")
     p.add_argument("run_dir", help="directory of a finished segmentation run (has summary.json)")
     p.add_argument("image_dir", help="folder of images to predict")
     p.add_argument("out_csv", help="where to write the CSV")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--min-size", type=int, default=0, help="drop predicted ships smaller than this many pixels")
+    p.add_argument("--trust-config", action="store_true", help="build any _target_ the run dir's config names "
+                   "(your own backbone class); without it only imbal's models and registered losses are built, "
+                   "since a run dir is data, not code (also IMBAL_TRUST_CONFIG=1)")
     p.set_defaults(func=cmd_predict)
     args = parser.parse_args(argv)
     try:

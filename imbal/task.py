@@ -140,32 +140,49 @@ class ImbalanceTask(L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
                              weights_only=None, *, config: dict | None = None, stats: dict | None = None,
-                             **kwargs) -> "ImbalanceTask":
-        """The task of a checkpoint with its trained weights, rebuilt by ``imbal.runner.build_task`` from
-        the config and data stats the checkpoint records (``set_rebuild_info``); ``config``/``stats``
-        stand in for a checkpoint that records none.  Always loaded with ``weights_only=True`` (the
-        checkpoint holds plain data), whatever ``weights_only`` says."""
-        from omegaconf import OmegaConf
-
+                             trust_config: bool | None = None, **kwargs) -> "ImbalanceTask":
+        """The task of a checkpoint with its trained weights, rebuilt from the config and data stats
+        the checkpoint records (``set_rebuild_info``); ``config``/``stats`` stand in for a checkpoint
+        that records none.  Always loaded with ``weights_only=True`` (the checkpoint holds plain data),
+        whatever ``weights_only`` says.  The recorded config is data, not code: only imbal's models and
+        registered losses are built (:mod:`imbal.runner.rebuild`) unless ``trust_config=True``."""
         from imbal.errors import ImbalError
-        from imbal.runner.build import build_task
+        from imbal.models.finetune import load_strict
+        from imbal.runner.rebuild import read_checkpoint, rebuild_task
 
         if hparams_file is not None or kwargs:
             extra = "hparams_file" if hparams_file is not None else sorted(kwargs)[0]
             raise ImbalError(f"ImbalanceTask.load_from_checkpoint: '{extra}' is not supported; "
                              "the task is rebuilt from the config and stats in the checkpoint")
-        ckpt = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
+        ckpt = read_checkpoint(checkpoint_path)
         hp = ckpt.get("hyper_parameters") or {}
         config, stats = hp.get("config", config), hp.get("stats", stats)
         if config is None or stats is None:
             raise ImbalError(f"checkpoint {checkpoint_path} records no config and data stats; "
                              "pass config= and stats= (a run dir's summary.json config and data_stats.json)")
         stats_obj = stats if isinstance(stats, DataStats) else DataStats.from_dict(stats, where=str(checkpoint_path))
-        _, task = build_task(OmegaConf.create(config), stats_obj, load_weights=False)
-        task.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
+        task = rebuild_task(config, stats_obj, where=f"checkpoint {checkpoint_path}", trust_config=trust_config)
+        if strict is False:
+            task.load_state_dict(ckpt["state_dict"], strict=False)
+        else:
+            load_strict(task, ckpt["state_dict"], key="checkpoint", path=str(checkpoint_path),
+                        what="the model its recorded config builds (expected a checkpoint of that run)")
         if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
             task.to(map_location)
         return task
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Before Lightning loads a checkpoint's weights (``resume=``): one line when they do not fit."""
+        from imbal.models.finetune import load_strict
+
+        state = checkpoint.get("state_dict")
+        sharded = type(getattr(self._trainer, "strategy", None)).__name__ in ("FSDPStrategy", "DeepSpeedStrategy")
+        if self.strict_loading and isinstance(state, dict) and not sharded:
+            own = self.state_dict()
+            if set(own) != set(state) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in own.items()):
+                path = getattr(self._trainer, "ckpt_path", None) or "(the checkpoint being loaded)"
+                load_strict(self, state, key="checkpoint", path=str(path),
+                            what="the model this config builds (expected a checkpoint of the same model and data)")
 
     # -- training -------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -178,6 +195,11 @@ class ImbalanceTask(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.loss_fn(logits, y)
+        if not getattr(self, "_loss_checked", False):  # the first batch: a plugin's loss that cannot train
+            from imbal.losses.registry import check_loss_output
+
+            check_loss_output(self.loss_fn, loss)
+            self._loss_checked = True
         if self.guard is not None and not self.guard.check(
             loss, logits=logits, batch=batch, batch_idx=batch_idx, global_step=self.global_step,
             distributed=self.trainer.world_size > 1,

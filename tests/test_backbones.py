@@ -66,7 +66,7 @@ def resnet18_file(tmp_path_factory):
 
 def _checkpoint(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
-    return summary, torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    return summary, torch.load(run_dir / summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
 
 
 # -- model=timm -------------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_checkpoint_mode_min_keeps_the_lowest_loss(make_cfg, tmp_path):
     losses = _val_metric_per_epoch(run_dir, "val/log_loss")[:5]
     assert len(losses) == 5 and max(losses) - min(losses) > 1e-3, losses
     summary = json.loads((run_dir / "summary.json").read_text())
-    best = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+    best = torch.load(run_dir / summary["best_checkpoint"], map_location="cpu", weights_only=True)
     assert best["epoch"] == losses.index(min(losses)), (best["epoch"], losses)
     cb = [v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint")][0]
     assert cb["best_model_score"].item() == pytest.approx(min(losses), rel=1e-5)

@@ -79,7 +79,7 @@ def test_multiclass_predictions_model_and_checkpoint_round_trip(make_cfg, tmp_pa
     run = imbal.load_run(run_dir)
     assert isinstance(run, imbal.Run) and not run.model.training
     assert run.model.eval_logit_scale == 30.0  # LDAM's s: the stored logits are scaled
-    assert str(run.checkpoint) == summary["best_checkpoint"] and run.summary.test == summary["test"]
+    assert run.checkpoint == run_dir / summary["best_checkpoint"] and run.summary.test == summary["test"]
     assert run.stats.to_dict() == json.loads((run_dir / "data_stats.json").read_text())
     assert run.config["loss"]["name"] == "ldam"
     for key in ("index", "targets", "logits", "posthoc_la", "posthoc_la_tuned"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,13 +48,26 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
             assert got[split][key] == pytest.approx(expected[split][key], abs=1e-6), (split, key)
 
 
-def test_resume_refuses_changed_data(tmp_path):
+def test_resume_refuses_changed_data(tmp_path, capsys):
+    from tests.test_bad_inputs import run_inprocess
+
     run = tmp_path / "run"
-    assert run_train("trainer.max_epochs=1", f"hydra.run.dir={run}").returncode == 0
-    proc = run_train("trainer.max_epochs=2", "data.ratio=50", f"hydra.run.dir={run}", "resume=auto")
-    assert proc.returncode == 2
-    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("imbal: error:")]
-    assert len(err) == 1 and "the data changed since the run started" in err[0] and "'class_counts'" in err[0]
+    code, err = run_inprocess(["trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"], capsys)
+    assert code == 0, err[-2000:]
+    # another data config: the checkpoint's recorded config says so first
+    code, err = run_inprocess(["trainer.max_epochs=2", "data.ratio=50", f"hydra.run.dir={run}", "resume=auto"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("imbal: error:"), err[-2000:]
+    assert "is of another run: data.ratio was 10 there, 50 here" in lines[0]
+    # the same config reading other data (here: the manifest the run recorded no longer matches)
+    manifest = run / "data_manifest.json"
+    data = json.loads(manifest.read_text())
+    data["class_counts"] = [1] * len(data["class_counts"])
+    manifest.write_text(json.dumps(data))
+    code, err = run_inprocess(["trainer.max_epochs=2", f"hydra.run.dir={run}", "resume=auto"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("imbal: error:"), err[-2000:]
+    assert "the data changed since the run started" in lines[0] and "'class_counts'" in lines[0]
 
 
 def test_resume_path_must_exist(tmp_path):
@@ -76,5 +90,6 @@ def test_run_dir_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
         sleeper.kill()
         sleeper.wait()
     with RunDirLock(tmp_path) as lock:  # the owner is dead: stale lock taken over
-        assert lock.owned and (tmp_path / ".imbal.lock").read_text() == str(os.getpid())
+        owner = json.loads((tmp_path / ".imbal.lock").read_text())
+        assert lock.owned and owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
     assert not (tmp_path / ".imbal.lock").exists()

@@ -92,6 +92,34 @@ class EpochShuffleSampler(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
+class EpochWorkerSeed:
+    """``worker_init_fn`` of a training DataLoader: seeds a worker's torch, numpy and ``random`` from
+    ``(seed, epoch, rank, worker id)``, not from the main process's RNG stream.
+
+    Training loaders start fresh workers every epoch (no ``persistent_workers``), so each
+    epoch's augmentations depend only on that epoch: a run resumed from ``last.ckpt`` draws
+    the ones of the run it continues.  ``epoch`` is the sampler's (Lightning calls its
+    ``set_epoch`` before the epoch's workers start).
+    """
+
+    def __init__(self, seed: int, sampler: Any):
+        self.seed, self.sampler = int(seed), sampler
+        dist = torch.distributed
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    def __call__(self, worker_id: int) -> None:
+        import random
+
+        import numpy as np
+
+        epoch = int(getattr(self.sampler, "epoch", 0))
+        seq = np.random.SeedSequence([self.seed, epoch, self.rank, int(worker_id)])
+        words = seq.generate_state(2, dtype=np.uint64)
+        torch.manual_seed(int(words[0]))
+        random.seed(int(words[1]))
+        np.random.seed(seq.generate_state(4))
+
+
 def train_loader(
     dataset: Dataset,
     *,
@@ -106,6 +134,7 @@ def train_loader(
     sampler = build_sampler(sampler_cfg, labels, seed=seed) if labels is not None else None
     if sampler is None:
         sampler = EpochShuffleSampler(len(dataset), seed=seed)
+    # workers seeded by (seed, epoch) and started afresh each epoch (see EpochWorkerSeed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -113,7 +142,8 @@ def train_loader(
         sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,
+        persistent_workers=False,
+        worker_init_fn=EpochWorkerSeed(seed, sampler) if num_workers > 0 else None,
         collate_fn=collate_fn,
     )
 

@@ -250,3 +250,32 @@ def build(name: str, *, stats: Any = None, **hparams_: Any) -> nn.Module:
             continue
         kwargs[arg] = list(value) if arg in ("class_counts", "test_prior") else value
     return cls(**kwargs)
+
+
+def origin(loss: Any) -> str:
+    """``loss 'name' (package dist version)`` of a built loss, for messages about what it did."""
+    for entry in entries().values():
+        if entry._obj is not None and entry._obj is type(loss):
+            where = " ".join(p for p in (entry.package, entry.version) if p)
+            return f"loss '{entry.name}' (package {where})"
+    return f"loss {type(loss).__module__}.{type(loss).__qualname__}"
+
+
+def check_loss_output(loss: Any, value: Any) -> None:
+    """Refuse, in one line naming the loss and its package, a loss value training cannot step on.
+
+    ``ImbalanceTask`` checks its first training batch's loss: a one-element tensor with a gradient,
+    not a Python number, a per-sample tensor, or a tensor cut from the graph.
+    """
+    import torch
+
+    expected = "expected a scalar tensor with a gradient"
+    if not isinstance(value, torch.Tensor):
+        shown = f" ({value})" if isinstance(value, (int, float)) else ""
+        raise ImbalError(f"{origin(loss)} returned a {type(value).__name__}{shown}, {expected}")
+    if value.numel() != 1:
+        raise ImbalError(f"{origin(loss)} returned a tensor of shape {list(value.shape)}, {expected} "
+                         "(reduce it, e.g. .mean())")
+    if not value.requires_grad:
+        raise ImbalError(f"{origin(loss)} returned a tensor without a gradient (detached, or computed "
+                         f"outside autograd), {expected}")

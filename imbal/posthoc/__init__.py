@@ -52,8 +52,20 @@ Correction = Callable[..., "dict[str, Tensor]"]
 CORRECTIONS: Registry[Correction] = Registry("post-hoc correction", hint="choose from", sort=True)
 
 
-def register(name: str) -> Callable[[Correction], Correction]:
-    """Decorator: register ``fn(ctx, **params) -> {result_name: logits}`` as correction ``name``."""
+#: correction name -> {parameter: (test, what is expected)}: value rules beyond the parameter's type
+RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {}
+
+
+def register(name: str, *, rules: Mapping[str, tuple[Callable[[Any], bool], str]] | None = None,
+             ) -> Callable[[Correction], Correction]:
+    """Decorator: register ``fn(ctx, **params) -> {result_name: logits}`` as correction ``name``.
+
+    Its keyword parameters are checked before training (:func:`build`) against their annotations
+    (``float``, ``int``, ``str``, ``Sequence[float]``, unions, ``None``) and ``rules``
+    (``{param: (test, "what is expected")}``).
+    """
+    if rules:
+        RULES[name] = dict(rules)
     return CORRECTIONS.register(name)
 
 
@@ -64,13 +76,7 @@ def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext, *, skip_er
     ImbalError is skipped with a warning and recorded in ``ctx.info["skipped"]``.
     """
     out: dict[str, Tensor] = {}
-    for name, params in (posthoc_cfg or {}).items():
-        if params is None or params is False:
-            continue
-        fn = CORRECTIONS.get(name)
-        params = {} if params is True else dict(params)
-        if params.pop("enabled", True) is False:
-            continue
+    for name, fn, params in build(posthoc_cfg):
         try:
             out.update(fn(ctx, **params))
         except ImbalError as exc:
@@ -83,6 +89,33 @@ def apply(posthoc_cfg: Mapping[str, Any] | None, ctx: PosthocContext, *, skip_er
             warnings.warn(f"post-hoc '{name}' skipped: {exc}", stacklevel=2)
             ctx.info.setdefault("skipped", {})[name] = str(exc)
     return out
+
+
+def build(posthoc_cfg: Mapping[str, Any] | None, *, strict: bool = True) -> list[tuple[str, Correction, dict]]:
+    """``(name, fn, params)`` of every enabled correction of a ``posthoc`` node, its parameters checked.
+
+    ``imbal.run`` calls it before training, so a bad parameter costs no run; ``strict=False`` passes
+    over a name not registered yet (a module the config imports may register it later).
+    """
+    from imbal.posthoc.params import check_params
+
+    planned = []
+    for name, params in (posthoc_cfg or {}).items():
+        if params is None or params is False:
+            continue
+        if name not in CORRECTIONS and not strict:
+            continue
+        if name not in CORRECTIONS:
+            raise CORRECTIONS.unknown(name)
+        if params is not True and not isinstance(params, Mapping):
+            raise ImbalError(f"posthoc.{name}={params}: expected its parameters ({{key: value}}), true or null")
+        params = {} if params is True else dict(params)
+        if params.pop("enabled", True) is False:
+            continue
+        fn = CORRECTIONS.get(name)
+        check_params(name, fn, params, RULES.get(name, {}))
+        planned.append((name, fn, params))
+    return planned
 
 
 # Built-in corrections register themselves on import.

@@ -67,7 +67,7 @@ def logit_adjustment(ctx: PosthocContext, *, tau: float = 1.0) -> dict[str, Tens
     return {"la": adjust_logits(ctx.test_logits, p, tau)}
 
 
-@register("la_tuned")
+@register("la_tuned", rules={"grid": (lambda v: len(v) > 0, "a non-empty list of numbers (the tuning grid is empty)")})
 def logit_adjustment_tuned(ctx: PosthocContext, *, grid: Sequence[float] = TAU_GRID) -> dict[str, Tensor]:
     """Post-hoc logit adjustment with ``tau`` maximising validation balanced accuracy over ``grid``."""
     if ctx.stats.task != MULTICLASS:

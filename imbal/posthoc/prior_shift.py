@@ -122,7 +122,12 @@ def mean_log_loss(logits: Tensor, targets: Tensor, task: str) -> float:
     return float(per_sample_log_loss(logits, targets, task).mean())
 
 
-@register("prior_shift")
+@register("prior_shift", rules={
+    "test_prior": (lambda v: not isinstance(v, str) or v == "em", "null, em or a list of class priors"),
+    "train_prior": (lambda v: not isinstance(v, str) or v in ("counts", "uniform"), "counts, uniform or a list of class priors"),
+    "max_iter": (lambda v: v >= 1, "an integer >= 1"),
+    "tol": (lambda v: v > 0, "a number > 0"),
+})
 def prior_shift(
     ctx: PosthocContext,
     *,

@@ -37,7 +37,7 @@ def tau_normalised_logits(features: Tensor, weight: Tensor, tau: float) -> Tenso
     return features.float().cpu() @ (w / norms.pow(tau)).T
 
 
-@register("tau_norm")
+@register("tau_norm", rules={"grid": (lambda v: len(v) > 0, "a non-empty list of numbers (the tuning grid is empty)")})
 def tau_normalisation(ctx: PosthocContext, *, grid: Sequence[float] = TAU_GRID) -> dict[str, Tensor]:
     """tau-normalised classifier with ``tau`` tuned on validation balanced accuracy (multiclass only)."""
     if ctx.stats.task != MULTICLASS:

@@ -64,7 +64,7 @@ def prf(pred: np.ndarray, y: np.ndarray, beta: float) -> dict[str, float]:
     return {"fbeta": float(f), "precision": float(p), "recall": float(r)}
 
 
-@register("threshold")
+@register("threshold", rules={"beta": (lambda v: v > 0, "a number > 0"), "positive": (lambda v: v in (0, 1), "0 or 1")})
 def threshold_tuning(ctx: PosthocContext, *, beta: float = 1.0, positive: int = 1) -> dict[str, Tensor]:
     """F-beta-optimal decision threshold on validation, applied to test (binary or two-class tasks)."""
     task = ctx.stats.task

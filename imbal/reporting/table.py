@@ -33,5 +33,5 @@ def print_final_table(summary: RunSummary, run_dir: Path) -> None:
     console.print(f"run dir: {run_dir}")
     if (run_dir / "plots").is_dir():
         console.print(f"plots: {run_dir / 'plots'}")
-    console.print(f"best checkpoint: {s.best_checkpoint or '(none: no checkpoint was saved)'}")
+    console.print(f"best checkpoint: {run_dir / s.best_checkpoint if s.best_checkpoint else '(none: no checkpoint was saved)'}")
     console.print(f"wall time: {s.wall_time_s:.1f} s")

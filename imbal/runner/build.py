@@ -157,10 +157,20 @@ def instantiate_dict(nodes: DictConfig | None, **defaults: Any) -> list[Any]:
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
-    """The ``callbacks`` group's callbacks (checkpointing among them), plus imbal's progress bar."""
+    """The ``callbacks`` group's callbacks (checkpointing among them), plus imbal's progress bar and,
+    always on, what makes a resumed run the run it continues: ``RNGState`` (the RNGs in every
+    checkpoint), ``FlushCSVLogs`` (metrics.csv on disk at each checkpoint) and ``LastCheckpoint``
+    (``save_last`` after every epoch; imbal/callbacks/)."""
     from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 
+    from imbal.callbacks.last_checkpoint import take_over_last
+    from imbal.callbacks.rng_state import FlushCSVLogs, RNGState
+
     callbacks = instantiate_dict(cfg.get("callbacks"), dirpath=str(run_dir / "checkpoints"))
+    for cls in (RNGState, FlushCSVLogs):
+        if not any(isinstance(c, cls) for c in callbacks):
+            callbacks.append(cls())
+    take_over_last(callbacks)  # last.ckpt after every epoch, not only after an improvement
     if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBarBase) for c in callbacks):
         from imbal.callbacks.progress import ProgressBar
 

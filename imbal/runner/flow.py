@@ -8,12 +8,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from imbal.errors import ImbalError
-from imbal.runner import env, rundir
+from imbal.runner import env, rebuild, resume, rundir
 from imbal.runner.build import build_callbacks, build_parts, build_trainer, checkpoint_callback, instantiate_dict
 from imbal.runner.evaluate import evaluate_posthoc
 from imbal.runner.predictions import write_mask_predictions, write_predictions
-from imbal.runner.summary import RunSummary
+from imbal.runner.summary import RunSummary, absent_from_results
 from imbal.runner.trainer_options import apply_trainer_options, check_launch, check_trainer_options
+from imbal.runner.validate import check_before_fit, validate_config
 
 
 def train(cfg: DictConfig) -> float:
@@ -26,6 +27,7 @@ def train(cfg: DictConfig) -> float:
     t0 = time.time()
     env.quiet_known_warnings()
     check_config(cfg)  # a part whose extra is missing: one line naming it, before any file is read
+    validate_config(cfg)  # bad values (seed, lr, epochs, precision, post-hoc parameters, ...): one line
     check_launch(cfg)
     run_dir = Path(cfg.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -42,15 +44,22 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
     check_trainer_options(cfg.trainer)
     datamodule, loss_name, task = build_parts(cfg)
     stats = datamodule.stats
+    check_before_fit(cfg, stats)  # the metric this task records, corrections the parts registered
 
     callbacks = build_callbacks(cfg, run_dir)
     ckpt_cb = checkpoint_callback(callbacks)
+    ckpt_dir = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else run_dir / rundir.CHECKPOINT_DIR
+    resume_from = rundir.resume_checkpoint(cfg.get("resume"), ckpt_dir)
+    # the checkpoint's run must be this run (before any logger rewrites a file of the run dir)
+    ckpt_data = resume.check_resume_config(cfg, resume_from) if resume_from else None
     loggers = instantiate_dict(cfg.get("logger"))
+    csv_rows = resume.read_csv_rows(loggers) if ckpt_data is not None else {}  # read before the loggers start
     log_config(loggers, OmegaConf.to_container(cfg, resolve=True))
     trainer, options = build_trainer(cfg, run_dir, callbacks, loggers)
     apply_trainer_options(task, options, trainer.strategy.root_device)
-    ckpt_dir = Path(ckpt_cb.dirpath) if ckpt_cb is not None and ckpt_cb.dirpath else run_dir / rundir.CHECKPOINT_DIR
-    resume_from = rundir.resume_checkpoint(cfg.get("resume"), ckpt_dir)
+    if trainer.is_global_zero and ckpt_data is not None:
+        resume.keep_csv_rows(loggers, csv_rows, int(ckpt_data.get("epoch", -1)))  # epochs the checkpoint holds
+    del ckpt_data
     if trainer.is_global_zero:
         rundir.write_manifest(datamodule, run_dir, resuming=resume_from is not None)
         rundir.write_stats(stats, run_dir)
@@ -76,7 +85,7 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
         posthoc=posthoc,
         posthoc_skipped=getattr(task, "posthoc_skipped", {}),
         loss_hparams={k: v for k, v in resolved["loss"].items() if k != "name"},
-        best_checkpoint=(ckpt_cb.best_model_path or None) if ckpt_cb is not None else None,
+        best_checkpoint=rebuild.stored_checkpoint_path(ckpt_cb.best_model_path, run_dir) if ckpt_cb is not None else None,
         epochs_completed=int(trainer.current_epoch),
         global_step=int(trainer.global_step),
         wall_time_s=round(time.time() - t0, 3),
@@ -86,6 +95,7 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
         git_commit=env.git_commit(),
         config=resolved,
         data_extra=dict(stats.extra),
+        absent_classes=absent_from_results(task.results, stats.class_names, warn=trainer.is_global_zero),
     )
     if trainer.is_global_zero:
         from imbal.reporting.table import print_final_table

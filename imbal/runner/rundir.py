@@ -16,61 +16,10 @@ from pathlib import Path
 from imbal.data.stats import STATS_FILE, DataStats
 from imbal.errors import ImbalError
 from imbal.io import read_json_object, write_json_atomic
+from imbal.runlock import LOCK_FILE, RunDirLock  # noqa: F401 - the lock lives in imbal/runlock.py
 
-LOCK_FILE = ".imbal.lock"
 MANIFEST_FILE = "data_manifest.json"
 CHECKPOINT_DIR = "checkpoints"
-
-
-class RunDirLock:
-    """Claims a run dir for one run (``.imbal.lock`` created exclusively, holding the pid).
-
-    A second run pointed at a dir in use is refused in one line; a lock left by a
-    killed run (its pid is gone) is taken over, so ``resume=auto`` works.  Extra DDP
-    ranks (``LOCAL_RANK``/``RANK`` > 0) share their rank 0's claim.
-    """
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_FILE
-        self.owned = False
-
-    def __enter__(self) -> "RunDirLock":
-        if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
-            return self
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
-                    raise ImbalError(
-                        f"run dir {self.path.parent} is in use by another run (pid {pid}); "
-                        "give this run its own hydra.run.dir"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its run was killed
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self.owned = True
-            return self
-        raise ImbalError(f"could not claim run dir {self.path.parent} (lock file {self.path.name})")
-
-    def __exit__(self, *exc) -> None:
-        if self.owned:
-            self.path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resume_checkpoint(resume, checkpoint_dir: Path) -> str | None:
@@ -83,12 +32,30 @@ def resume_checkpoint(resume, checkpoint_dir: Path) -> str | None:
     if resume in (None, False, "null", "none"):
         return None
     if resume == "auto":
-        last = Path(checkpoint_dir) / "last.ckpt"
-        return str(last) if last.is_file() else None
-    path = Path(str(resume))
-    if not path.is_file():
-        raise ImbalError(f"resume={resume}: no such checkpoint file (expected a .ckpt path or 'auto')")
+        path = Path(checkpoint_dir) / "last.ckpt"
+        if not path.is_file():
+            return None
+    else:
+        path = Path(str(resume))
+        if not path.is_file():
+            raise ImbalError(f"resume={resume}: no such checkpoint file (expected a .ckpt path or 'auto')")
+    _check_resumable(path, resume)
     return str(path)
+
+
+def _check_resumable(path: Path, resume) -> None:
+    """Read the checkpoint once (``weights_only=True``): an unreadable or weights-only file is one line
+    here rather than a traceback from inside ``fit``."""
+    from imbal.runner.rebuild import read_checkpoint
+
+    what = "a training checkpoint of this run (checkpoints/last.ckpt)"
+    try:
+        ckpt = read_checkpoint(path, what=what)
+    except ImbalError as exc:
+        raise ImbalError(f"resume={resume}: {exc}") from None
+    if "optimizer_states" not in ckpt:
+        raise ImbalError(f"resume={resume}: checkpoint {path} holds model weights only (no optimizer state); "
+                         f"expected {what}")
 
 
 def write_manifest(datamodule, run_dir: Path, *, resuming: bool) -> None:

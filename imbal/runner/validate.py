@@ -1,0 +1,235 @@
+"""One-line checks of a composed config's values, before the run reads any file or builds anything.
+
+``validate_config(cfg)`` (called first thing by ``train()``) walks :data:`RULES`, a table of
+``(key, test, expected)``: a present key whose value fails ``test`` is refused as
+``<key>=<value>: expected <expected>``.  A few checks need more than one key or the machine
+(``trainer.max_epochs`` with ``trainer.max_steps``, ``trainer.accelerator`` without a GPU) and
+have their own functions; the post-hoc corrections' parameters are checked by
+:func:`imbal.posthoc.build` and ``optimized_metric`` by its form.  ``check_before_fit(cfg, stats)``
+repeats what depends on the data (the metric's task, corrections registered by a config's modules)
+once the data is set up, still before any training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from imbal.errors import ImbalError
+from imbal.runner.trainer_options import compile_targets
+
+_ABSENT = object()
+
+#: Scalar metrics of the raw results a run records (``summary.json`` ``val``/``test``), by task family.
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece", "num_samples",
+                          "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy")
+SEGMENTATION_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "balanced_accuracy", "airbus_f2",
+                        "image_accuracy")
+METRICS = tuple(dict.fromkeys(CLASSIFICATION_METRICS + SEGMENTATION_METRICS))
+SPLITS = ("val", "test")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_at_least(lo: int, hi: int | None = None) -> Callable[[Any], bool]:
+    return lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi)
+
+
+def _number_at_least(lo: float) -> Callable[[Any], bool]:
+    return lambda v: _is_number(v) and v >= lo
+
+
+def _devices(v: Any) -> bool:
+    """Lightning's ``devices``: a count >= 1, -1 (all), 'auto', '0,1' / '2' / '-1', or a list of indices."""
+    if _is_int(v):
+        return v >= 1 or v == -1
+    if isinstance(v, str):
+        s = v.strip()
+        parts = [p.strip() for p in s.split(",") if p.strip()]
+        if s == "auto" or s == "-1":
+            return True
+        return bool(parts) and all(p.isdigit() for p in parts) and (len(parts) > 1 or s.endswith(",") or int(s) >= 1)
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(_is_int(i) and i >= 0 for i in v)
+    return False
+
+
+def precisions() -> list[str]:
+    """Every ``trainer.precision`` Lightning accepts, as text."""
+    from typing import get_args
+
+    from lightning.fabric.plugins.precision.precision import (
+        _PRECISION_INPUT_INT,
+        _PRECISION_INPUT_STR,
+        _PRECISION_INPUT_STR_ALIAS,
+    )
+
+    values = get_args(_PRECISION_INPUT_STR) + get_args(_PRECISION_INPUT_STR_ALIAS) + get_args(_PRECISION_INPUT_INT)
+    return list(dict.fromkeys(str(v) for v in values))
+
+
+#: (key, test, what is expected); a key the config lacks, or null, is not checked
+RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", _int_at_least(0, 2**32 - 1), "an integer in [0, 4294967295]"),
+    ("data.batch_size", _int_at_least(1), "an integer >= 1"),
+    ("data.num_workers", _int_at_least(0), "an integer >= 0 (0 loads in the main process)"),
+    ("data.n_max", _int_at_least(1), "an integer >= 1 (training samples of the head class; 0 trains on nothing)"),
+    ("data.max_length", _int_at_least(1), "an integer >= 1 (tokens kept per text; 0 trains on padding)"),
+    ("optimizer.optim.lr", _number_at_least(0), "a finite number >= 0"),
+    ("optimizer.optim.weight_decay", _number_at_least(0), "a finite number >= 0"),
+    ("optimizer.backbone_lr_mult", _number_at_least(0), "a finite number >= 0"),
+    ("optimizer.scheduler_interval", lambda v: v in ("epoch", "step"), "epoch or step"),
+    ("trainer.devices", _devices, "a number of devices >= 1, -1 (all), auto, or a list of device indices"),
+    ("trainer.num_nodes", _int_at_least(1), "an integer >= 1"),
+    ("trainer.max_steps", lambda v: _is_int(v) and (v >= 1 or v == -1), "an integer >= 1, or -1 (no limit)"),
+    ("trainer.accumulate_grad_batches", _int_at_least(1), "an integer >= 1"),
+    ("trainer.check_val_every_n_epoch", _int_at_least(1), "an integer >= 1"),
+    ("trainer.nan_policy", lambda v: v in ("error", "skip"), "error or skip"),
+    ("trainer.nan_max_skips", _int_at_least(0), "an integer >= 0"),
+]
+
+
+def _shown(value: Any) -> str:
+    """A value as it is written on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_shown(v) for v in value) + "]"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def refuse(key: str, value: Any, expected: str) -> ImbalError:
+    return ImbalError(f"{key}={_shown(value)}: expected {expected}")
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+    if isinstance(value, (DictConfig,)) or OmegaConf.is_list(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Refuse the first bad value of ``cfg`` in one line naming the key, the value and what is expected."""
+    for key, test, expected in RULES:
+        value = _get(cfg, key)
+        if value is _ABSENT or value is None:
+            continue
+        if not test(value):
+            raise refuse(key, value, expected)
+    trainer = cfg.get("trainer") or {}
+    compile_targets(trainer.get("compile"))  # its own one-line message
+    check_epochs(trainer)
+    check_precision(trainer.get("precision"))
+    check_accelerator(trainer.get("accelerator"))
+    check_metric_name(cfg.get("optimized_metric"))
+    check_posthoc(cfg, strict=False)
+
+
+def check_epochs(trainer) -> None:
+    """``trainer.max_epochs``: >= 1, null (Lightning's default), or -1 when ``max_steps`` bounds the run."""
+    value = trainer.get("max_epochs")
+    if value is None or trainer.get("fast_dev_run") not in (None, False, 0):
+        return  # fast_dev_run runs one epoch whatever max_epochs says
+    max_steps = trainer.get("max_steps", -1)
+    if _is_int(value) and value >= 1:
+        return
+    if _is_int(value) and value == -1:
+        if _is_int(max_steps) and max_steps >= 1:
+            return
+        raise refuse("trainer.max_epochs", value, f"an integer >= 1; -1 (no epoch limit) needs trainer.max_steps "
+                                                   f">= 1, else the run never ends (trainer.max_steps={max_steps})")
+    raise refuse("trainer.max_epochs", value, "an integer >= 1 (a run of fewer epochs trains nothing), "
+                                              "or -1 with trainer.max_steps >= 1")
+
+
+#: Lightning 2's precision values, to pass a good one without importing Lightning (a bad one lists its own)
+KNOWN_PRECISIONS = ("16-mixed", "bf16-mixed", "32-true", "64-true", "16-true", "bf16-true", "transformer-engine",
+                    "transformer-engine-float16", "16", "32", "64", "bf16")
+
+
+def check_precision(value: Any) -> None:
+    if value is None or (not isinstance(value, bool) and str(value) in KNOWN_PRECISIONS):
+        return
+    valid = precisions()
+    if isinstance(value, bool) or str(value) not in valid:
+        raise refuse("trainer.precision", value, f"one of {', '.join(valid)}")
+
+
+def check_accelerator(value: Any) -> None:
+    """A known accelerator name, and for gpu/cuda/mps one this machine has."""
+    if value is None:
+        return
+    name = str(value).lower()
+    if name not in ("auto", "cpu", "gpu", "cuda", "mps", "tpu"):  # Lightning's registry, imported only here
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        valid = sorted({"auto", "gpu", *AcceleratorRegistry.available_accelerators()})
+        if name not in valid:
+            raise refuse("trainer.accelerator", value, f"one of {', '.join(valid)}")
+    if name not in ("gpu", "cuda", "mps"):
+        return
+    import torch
+
+    if name in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ImbalError(f"trainer.accelerator={_shown(value)}: no CUDA GPU on this machine (torch.cuda.is_available() "
+                         "is False); use trainer.accelerator=cpu or auto")
+    mps = getattr(torch.backends, "mps", None)
+    if name == "mps" and not (mps is not None and mps.is_available()):
+        raise ImbalError(f"trainer.accelerator={_shown(value)}: MPS is not available on this machine; "
+                         "use trainer.accelerator=cpu or auto")
+
+
+def check_metric_name(metric: Any, names: tuple[str, ...] = METRICS, task: str | None = None) -> None:
+    """``optimized_metric`` is ``val/<metric>`` or ``test/<metric>`` with a scalar metric the run records."""
+    if metric is None:
+        return
+    split, _, name = str(metric).partition("/")
+    if split in SPLITS and name in names:
+        return
+    choices = [f"{s}/{n}" for s in SPLITS for n in names]
+    close = difflib.get_close_matches(str(metric), choices, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    what = f"metrics of a {task} task" if task else "metrics"
+    raise refuse("optimized_metric", metric, f"val/<metric> or test/<metric>, <metric> one of the {what}: "
+                                             f"{', '.join(names)}{hint}")
+
+
+def check_posthoc(cfg: DictConfig, *, strict: bool) -> None:
+    """Every enabled post-hoc correction and its parameters (``strict``: an unknown name too)."""
+    from imbal import posthoc
+
+    node = cfg.get("posthoc")
+    posthoc.build(OmegaConf.to_container(node, resolve=True) if node else {}, strict=strict)
+
+
+def check_before_fit(cfg: DictConfig, stats) -> None:
+    """What depends on the data or on modules the parts imported, once they are built and before ``fit``.
+
+    A correction registered by a module a config's ``_target_`` imports exists only now; the metric a
+    sweeper reads must be one this data's task records.
+    """
+    from imbal.kinds import BINARY, MULTICLASS, SEGMENTATION
+
+    check_posthoc(cfg, strict=True)
+    if stats.task == SEGMENTATION:
+        names = SEGMENTATION_METRICS
+    else:
+        from imbal.metrics.shots import shot_groups
+
+        groups = tuple(shot_groups(stats.class_counts)) if stats.class_counts is not None and stats.task == MULTICLASS else ()
+        names = tuple(n for n in CLASSIFICATION_METRICS if not n.endswith("_shot_accuracy") or n in groups)
+        if stats.task not in (MULTICLASS, BINARY):
+            names = tuple(n for n in names if n != "ece")
+    check_metric_name(cfg.get("optimized_metric"), names, stats.task)
