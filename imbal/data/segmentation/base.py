@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from imbal.data.base import DataModuleBase
 from imbal.data.images import BadImages
-from imbal.data.loaders import eval_loader, train_loader
+from imbal.data.loaders import EpochWorkerSeed, eval_loader, train_loader
 from imbal.data.segmentation.datasets import SegEvalDataset, SegItem, SegTrainDataset, stack_collate
 from imbal.data.segmentation.samplers import EmptyShareSampler, stratified_split
 from imbal.data.segmentation.transforms import resize_pair
@@ -217,13 +217,16 @@ class SegmentationDataModule(DataModuleBase):
                                collate_fn=stack_collate)
         ds, has = self.train_dataset(), self.labels("train")
         if self.empty_share is not None or self.samples_per_epoch is not None:
+            sampler = EmptyShareSampler(has.bool().tolist(), self.empty_share, seed=self.seed,
+                                        num_samples=self.samples_per_epoch)
+            # fresh workers seeded by (seed, epoch) each epoch, as train_loader's: a resumed run crops alike
             return DataLoader(
                 ds,
                 batch_size=self.batch_size,
-                sampler=EmptyShareSampler(has.bool().tolist(), self.empty_share, seed=self.seed,
-                                          num_samples=self.samples_per_epoch),
+                sampler=sampler,
                 num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
+                persistent_workers=False,
+                worker_init_fn=EpochWorkerSeed(self.seed, sampler) if self.num_workers > 0 else None,
                 collate_fn=stack_collate,
             )
         return train_loader(ds, labels=has, batch_size=self.batch_size, seed=self.seed, sampler_cfg=self.sampler_cfg,

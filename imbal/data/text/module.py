@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from imbal.data.base import DataModuleBase
-from imbal.data.loaders import build_sampler, eval_loader, train_loader
+from imbal.data.loaders import EpochWorkerSeed, build_sampler, eval_loader, train_loader
 from imbal.data.stats import DataStats, TextInfo
 from imbal.data.text.dataset import BucketBatchSampler, TextDataset
 from imbal.data.text.readers import HF_DISK, detect_format, hf_disk_frames, is_missing, normalise_key
@@ -401,6 +401,7 @@ class TextDataModule(DataModuleBase):
             ds,
             batch_sampler=batches,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=False,  # fresh workers seeded by (seed, epoch), as train_loader's
+            worker_init_fn=EpochWorkerSeed(self.seed, batches) if self.num_workers > 0 else None,
             collate_fn=ds.collate,
         )
