@@ -193,8 +193,12 @@ class ImbalanceTask(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor | None:
         x, y = batch
-        logits = self(x)
-        loss = self.loss_fn(logits, y)
+        mixing = getattr(self, "mixing", None)  # imbal/mixing: mixup, cutmix, remix, manifold mixup
+        if mixing is not None and mixing.active(self.current_epoch):
+            loss, logits = mixing.loss(self, x, y)
+        else:
+            logits = self(x)
+            loss = self.loss_fn(logits, y)
         if not getattr(self, "_loss_checked", False):  # the first batch: a plugin's loss that cannot train
             from imbal.losses.registry import check_loss_output
 
@@ -207,10 +211,14 @@ class ImbalanceTask(L.LightningModule):
             return None  # Lightning skips the optimiser step for this batch
         # Summed here, logged once per epoch (on_train_epoch_end): Lightning's per-step
         # self.log costs ~1 ms of bookkeeping a step (bench/overhead.py), this costs nothing.
-        n = len(y)
-        self._epoch_loss_sum = self._epoch_loss_sum + loss.detach().float() * n
-        self._epoch_loss_count += n
-        return loss
+        from imbal.optim import pass_loss
+
+        step_loss, record = pass_loss(self, logits, y, loss)  # SAM/ImbSAM: this closure call's loss
+        if record:
+            n = len(y)
+            self._epoch_loss_sum = self._epoch_loss_sum + loss.detach().float() * n
+            self._epoch_loss_count += n
+        return step_loss
 
     def on_train_epoch_start_reset(self) -> None:
         self._epoch_loss_sum = torch.zeros((), device=self.device)

@@ -234,3 +234,14 @@ def test_edge_values_allowed(compose_cfg, overrides):
     from imbal.runner.validate import validate_config
 
     validate_config(compose_cfg(*overrides))
+
+
+def test_unknown_added_key_names_the_key(tmp_path, capsys):
+    """``+data.foo=1`` on a data class without ``foo``: one line naming data.foo, not Python's TypeError."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()  # a compose test before this one may leave Hydra initialised
+    code, lines, err = _run(["+data.foo=1"], tmp_path, capsys)
+    expected = "data.foo: imbal.data.gaussian.GaussianLTDataModule takes no argument 'foo'"
+    _assert_one_line(code, lines, err, expected, tmp_path)
+    assert lines[0].startswith(f"imbal: error: {expected}")

@@ -55,7 +55,7 @@ def test_data_x_model_composes(compose_fast, data, model):
 
 @pytest.mark.parametrize(
     "group,option",
-    [(g, o) for g in ("trainer", "logger", "optimizer", "sampler", "experiment") for o in yaml_options(g)],
+    [(g, o) for g in ("trainer", "logger", "optimizer", "sampler", "experiment", "regularizer", "mixing") for o in yaml_options(g)],
 )
 def test_other_groups_compose(compose_fast, group, option):
     cfg = compose_fast(f"{group}={option}")

@@ -19,8 +19,11 @@ Validation (``val_from``):
   (CIFAR-10) to give, so the default ``n_max`` and the training counts are
   smaller than the papers' (recorded in the manifest).
 
-Augmentation of the training split: pad 4 + random 32x32 crop + horizontal
-flip + normalise (the LDAM reference code's ``transform_train``).
+Augmentation of the training split (``data.augment``, :mod:`imbal.data.augment`):
+``basic`` = pad 4 + random 32x32 crop + horizontal flip + normalise (the LDAM
+reference code's ``transform_train``); ``autoaugment`` adds AutoAugment's CIFAR-10
+policy, ``randaugment`` RandAugment, ``trivialaugment`` TrivialAugmentWide, after the
+flip; ``data.cutout`` a square of zeros after the normalisation.
 """
 
 from __future__ import annotations
@@ -60,13 +63,18 @@ class TransformTensorDataset(TensorDataset):
         return (self.transform(x) if self.transform is not None else x), y
 
 
-def cifar_transforms(mean=CIFAR_MEAN, std=CIFAR_STD, *, augment: bool = True, size: int = 32):
-    """(train, eval) transforms on uint8 CHW tensors (torchvision.transforms.v2)."""
+def cifar_transforms(mean=CIFAR_MEAN, std=CIFAR_STD, *, augment: bool | str = True, size: int = 32,
+                     cutout: int | None = None, randaugment_n: int = 2, randaugment_m: int = 9):
+    """(train, eval) transforms on uint8 CHW tensors (torchvision.transforms.v2); ``augment`` is a
+    :mod:`imbal.data.augment` name (true = ``basic``, false = ``none``)."""
     from torchvision.transforms import v2
 
+    from imbal.data.augment import train_transform
+
     finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    aug = [v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()] if augment else []
-    return v2.Compose(aug + finish), v2.Compose(finish)
+    train = train_transform(augment, size=size, padding=4, mean=mean, std=std, cifar=True, cutout=cutout,
+                            randaugment_n=randaugment_n, randaugment_m=randaugment_m)
+    return train, v2.Compose(finish)
 
 
 class CIFARLTDataModule(InMemoryDataModule):
@@ -83,7 +91,10 @@ class CIFARLTDataModule(InMemoryDataModule):
         val_from: ``test`` or ``train`` (see the module docstring).
         val_per_class: validation images per class when ``val_from=train``
             (default 100 for CIFAR-10, 50 for CIFAR-100).
-        augment: pad-crop-flip augmentation of the training split.
+        augment: ``basic`` (pad-crop-flip), ``autoaugment`` (+ the CIFAR-10 policy), ``randaugment``,
+            ``trivialaugment`` or ``none``; true = basic, false = none (:mod:`imbal.data.augment`).
+        cutout: null, or the side in pixels of the square zeroed per training image (16: DeVries & Taylor).
+        randaugment_n, randaugment_m: RandAugment's ops per image and magnitude (0..30).
         on_device: the splits as uint8 tensors on the Trainer's device, augmented per batch
             there (:mod:`imbal.data.on_device`); default off.
         check_md5: also compare the files with torchvision's published MD5 sums
@@ -99,6 +110,8 @@ class CIFARLTDataModule(InMemoryDataModule):
     title = ""
     archive_url = ""
     default_val_per_class = 100
+    #: ``data.augment`` takes the policy names (:func:`imbal.data.augment.check_config`)
+    augment_policies = True
 
     def __init__(
         self,
@@ -111,7 +124,10 @@ class CIFARLTDataModule(InMemoryDataModule):
         subset_seed: int = 0,
         val_from: str = "test",
         val_per_class: int | None = None,
-        augment: bool = True,
+        augment: bool | str = "basic",
+        cutout: int | None = None,
+        randaugment_n: int = 2,
+        randaugment_m: int = 9,
         check_md5: bool = False,
         **kwargs: Any,
     ):
@@ -126,7 +142,8 @@ class CIFARLTDataModule(InMemoryDataModule):
         self.subset_seed = int(subset_seed)
         self.val_from = val_from
         self.val_per_class = int(val_per_class if val_per_class is not None else self.default_val_per_class)
-        self.augment = bool(augment)
+        self.augment, self.cutout = augment, cutout
+        self.randaugment_n, self.randaugment_m = randaugment_n, randaugment_m
         self.check_md5 = bool(check_md5)
 
     # -- files -----------------------------------------------------------
@@ -246,6 +263,10 @@ class CIFARLTDataModule(InMemoryDataModule):
         longtail_counts(1, self.num_classes_, self.ratio, self.profile)  # ratio >= 1, known profile
         if self.val_from not in VAL_FROM:
             raise ImbalError(f"data.val_from must be one of {', '.join(VAL_FROM)}, got {self.val_from!r}")
+        from imbal.data.augment import augment_name, check_cutout, check_randaugment
+
+        self.augment, self.cutout = augment_name(self.augment), check_cutout(self.cutout)
+        self.randaugment_n, self.randaugment_m = check_randaugment(self.randaugment_n, self.randaugment_m)
 
     def build(self) -> None:
         self.check_options()
@@ -281,7 +302,8 @@ class CIFARLTDataModule(InMemoryDataModule):
             )
         train_idx = pool[longtail_indices(y_tr[pool], counts, seed=self.subset_seed)]
 
-        train_tf, eval_tf = cifar_transforms(augment=self.augment)
+        train_tf, eval_tf = cifar_transforms(augment=self.augment, cutout=self.cutout,
+                                             randaugment_n=self.randaugment_n, randaugment_m=self.randaugment_m)
 
         def ds(x: np.ndarray, y: np.ndarray, tf) -> TransformTensorDataset:
             return TransformTensorDataset(torch.from_numpy(x), torch.from_numpy(y), tf)
@@ -312,12 +334,17 @@ class CIFARLTDataModule(InMemoryDataModule):
 
 
     def device_transform(self, split: str):
-        """``data.on_device``: pad-4 crop + flip + normalise of whole uint8 batches (training, with
-        ``augment``), normalisation only otherwise; the same distribution and float ops as
-        :func:`cifar_transforms`."""
+        """``data.on_device``: pad-4 crop + flip (+ the policy per image) + normalise (+ cutout) of whole
+        uint8 batches (training, with ``augment``), normalisation only otherwise; the same distribution
+        and float ops as :func:`cifar_transforms`."""
+        from imbal.data.augment import augment_name, policy_transform
         from imbal.data.on_device import PadCropFlipNormalize
 
-        return PadCropFlipNormalize(CIFAR_MEAN, CIFAR_STD, padding=4, augment=self.augment and split == "train")
+        train, name = split == "train", augment_name(self.augment)
+        policy = policy_transform(name, cifar=True, randaugment_n=self.randaugment_n,
+                                  randaugment_m=self.randaugment_m) if train else None
+        return PadCropFlipNormalize(CIFAR_MEAN, CIFAR_STD, padding=4, augment=train and name != "none",
+                                    policy=policy, cutout=self.cutout if train else None)
 
 
 class CIFAR10LTDataModule(CIFARLTDataModule):

@@ -8,6 +8,8 @@ With ``ratio`` set, the remaining training images are subsampled to the
 long-tail profile (classes in label order, fixed ``subset_seed``); with
 ``ratio: null`` the tree's own class counts are kept.  Images are decoded
 lazily (a tree may not fit in memory), resized to ``image_size`` squares.
+Training augmentation: ``data.augment`` / ``data.cutout`` (:mod:`imbal.data.augment`;
+``autoaugment`` uses AutoAugment's ImageNet policy here).
 """
 
 from __future__ import annotations
@@ -45,14 +47,19 @@ class _Samples(Dataset):
         return self.transform(self.folder.loader(path)), target
 
 
-def folder_transforms(size: int, mean, std, *, augment: bool = True):
-    """(train, eval) transforms: resize to ``size`` x ``size``; training adds pad-crop and flip."""
+def folder_transforms(size: int, mean, std, *, augment: bool | str = True, cutout: int | None = None,
+                      randaugment_n: int = 2, randaugment_m: int = 9):
+    """(train, eval) transforms: resize to ``size`` x ``size``; training adds pad-crop and flip, and the
+    ``augment`` policy and ``cutout`` of :func:`imbal.data.augment.train_transform`."""
     from torchvision.transforms import v2
+
+    from imbal.data.augment import train_transform
 
     resize = [v2.ToImage(), v2.Resize((size, size), antialias=True)]
     finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    aug = [v2.RandomCrop(size, padding=max(1, size // 8)), v2.RandomHorizontalFlip()] if augment else []
-    return v2.Compose(resize + aug + finish), v2.Compose(resize + finish)
+    train = train_transform(augment, size=size, padding=max(1, size // 8), mean=mean, std=std, cifar=False,
+                            cutout=cutout, randaugment_n=randaugment_n, randaugment_m=randaugment_m, pre=resize)
+    return train, v2.Compose(resize + finish)
 
 
 def load_rgb(path: str):
@@ -107,7 +114,10 @@ class ImageFolderLTDataModule(DataModuleBase):
             smallest class's available images).
         subset_seed: seed of the hold-out and the long-tail subset.
         image_size: side of the square the images are resized to.
-        augment: pad-crop + flip on training images.
+        augment: ``basic`` (pad-crop + flip on training images), ``autoaugment`` (+ the ImageNet
+            policy), ``randaugment``, ``trivialaugment`` or ``none``; true = basic, false = none.
+        cutout: null, or the side in pixels of the square zeroed per training image.
+        randaugment_n, randaugment_m: RandAugment's ops per image and magnitude (0..30).
         mean, std: normalisation (ImageNet's by default).
         on_device: decode and resize every image once into a uint8 tensor on the Trainer's
             device, then crop/flip/normalise whole batches there (:mod:`imbal.data.on_device`);
@@ -120,6 +130,8 @@ class ImageFolderLTDataModule(DataModuleBase):
     name = "image_folder_lt"
     modality = IMAGE
     task = MULTICLASS
+    #: ``data.augment`` takes the policy names (:func:`imbal.data.augment.check_config`)
+    augment_policies = True
 
     def __init__(
         self,
@@ -134,7 +146,10 @@ class ImageFolderLTDataModule(DataModuleBase):
         n_max: int | None = None,
         subset_seed: int = 0,
         image_size: int = 224,
-        augment: bool = True,
+        augment: bool | str = "basic",
+        cutout: int | None = None,
+        randaugment_n: int = 2,
+        randaugment_m: int = 9,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         batch_size: int = 64,
@@ -156,7 +171,8 @@ class ImageFolderLTDataModule(DataModuleBase):
         self.ratio, self.profile, self.n_max = ratio, profile, n_max
         self.subset_seed = int(subset_seed)
         self.image_size = int(image_size)
-        self.augment = bool(augment)
+        self.augment, self.cutout = augment, cutout
+        self.randaugment_n, self.randaugment_m = randaugment_n, randaugment_m
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.sampler_cfg = sampler
@@ -180,6 +196,10 @@ class ImageFolderLTDataModule(DataModuleBase):
             longtail_counts(1, 2, self.ratio, self.profile)  # ratio >= 1, known profile
         if self.image_size < 8:
             raise ImbalError(f"data.image_size must be >= 8 pixels, got {self.image_size}")
+        from imbal.data.augment import augment_name, check_cutout, check_randaugment
+
+        self.augment, self.cutout = augment_name(self.augment), check_cutout(self.cutout)
+        self.randaugment_n, self.randaugment_m = check_randaugment(self.randaugment_n, self.randaugment_m)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -216,7 +236,9 @@ class ImageFolderLTDataModule(DataModuleBase):
             n_max = int(self.n_max) if self.n_max is not None else int(available.min())
             counts = longtail_counts(n_max, c, self.ratio, self.profile)
             pool = pool[longtail_indices(y[pool], counts, seed=self.subset_seed)]
-        train_tf, eval_tf = folder_transforms(self.image_size, self.mean, self.std, augment=self.augment)
+        train_tf, eval_tf = folder_transforms(self.image_size, self.mean, self.std, augment=self.augment,
+                                              cutout=self.cutout, randaugment_n=self.randaugment_n,
+                                              randaugment_m=self.randaugment_m)
         self.splits = {
             "train": _Samples(base, pool, train_tf),
             "val": _Samples(held["val"][0], held["val"][1], eval_tf),
@@ -268,10 +290,15 @@ class ImageFolderLTDataModule(DataModuleBase):
         return self.decoded(split)
 
     def device_transform(self, split: str):
+        from imbal.data.augment import augment_name, policy_transform
         from imbal.data.on_device import PadCropFlipNormalize
 
+        train, name = split == "train", augment_name(self.augment)
+        policy = policy_transform(name, cifar=False, randaugment_n=self.randaugment_n,
+                                  randaugment_m=self.randaugment_m) if train else None
         return PadCropFlipNormalize(self.mean, self.std, padding=max(1, self.image_size // 8),
-                                    augment=self.augment and split == "train")
+                                    augment=train and name != "none", policy=policy,
+                                    cutout=self.cutout if train else None)
 
     def labels(self, split: str) -> torch.Tensor:
         return self.splits[split].targets

@@ -8,7 +8,9 @@ moved once to the device the Trainer uses (``trainer.strategy.root_device``; the
 CPU outside a Trainer) and :class:`DeviceLoader` yields ``(x, y)`` batches cut
 from it by index, with the augmentation applied to the whole batch on the device
 (:class:`PadCropFlipNormalize`: pad, random crop, horizontal flip and normalise
-by one ``gather``; no per-image Python loop, no workers).
+by one ``gather``; no per-image Python loop, no workers).  ``data.augment`` policies
+(autoaugment, randaugment, trivialaugment) run per image in a loop on the device and
+``data.cutout`` per image, batched (:mod:`imbal.data.augment` says what is per sample).
 
 What stays exactly as on the DataLoader path:
 
@@ -75,18 +77,24 @@ class PadCropFlipNormalize:
 
     Same distribution as the per-image torchvision path: crop offsets uniform on
     ``{0, ..., 2 * padding}`` in each axis (zero padding), flip with probability
-    1/2, independently per image.  ``augment=False``: normalisation only (evaluation).
+    1/2, independently per image.  ``augment=False``: no crop or flip (evaluation, ``data.augment=none``).
+    ``policy`` (a v2 AutoAugment / RandAugment / TrivialAugmentWide) is applied per image after the
+    crop, ``cutout`` (a side in pixels) after the normalisation, one hole per image
+    (:mod:`imbal.data.augment`).
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], *, padding: int = 4, augment: bool = True):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], *, padding: int = 4, augment: bool = True,
+                 policy: Callable[[Tensor], Tensor] | None = None, cutout: int | None = None):
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
         self.padding = int(padding)
         self.augment = bool(augment)
+        self.policy, self.cutout = policy, (int(cutout) if cutout else None)
         self._dev: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     def __repr__(self) -> str:
-        return f"PadCropFlipNormalize(padding={self.padding}, augment={self.augment})"
+        return (f"PadCropFlipNormalize(padding={self.padding}, augment={self.augment}, policy={self.policy}, "
+                f"cutout={self.cutout})")
 
     def _stats(self, device: torch.device) -> tuple[Tensor, Tensor]:
         if device not in self._dev:
@@ -94,12 +102,22 @@ class PadCropFlipNormalize:
         return self._dev[device]
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        # draws in this order: crop offsets, flips, the policy's seed, cutout centres (basic: the first two only)
         if self.augment:
             n, p = len(x), self.padding
             draws = torch.randint(0, 2 * p + 1, (2, n), device=x.device, generator=generator)
             flip = torch.rand(n, device=x.device, generator=generator) < 0.5
             x = pad_crop_flip(x, draws[0], draws[1], flip, p)
-        return normalize_uint8(x, *self._stats(x.device))
+        if self.policy is not None:
+            from imbal.data.augment import policy_per_sample
+
+            x = policy_per_sample(self.policy, x, generator)
+        x = normalize_uint8(x, *self._stats(x.device))
+        if self.cutout:
+            from imbal.data.augment import cutout_batch
+
+            x = cutout_batch(x, self.cutout, generator)
+        return x
 
 
 def identity(x: Tensor, generator: torch.Generator | None = None) -> Tensor:

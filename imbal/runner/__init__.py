@@ -9,6 +9,7 @@ module                 owns
 ``trainer_options``    imbal's own keys of the ``trainer`` node, launch checks
 ``rundir``             the run dir: lock, resume, manifest, stored data stats
 ``resume``             a resumed checkpoint must come from the same run definition
+``stages``             two-stage decoupling: ``init_from`` weights, what cRT / LWS / finetune freeze
 ``rebuild``            a run dir's model from its model/loss nodes only (a run dir is data, not code)
 ``summary``            :class:`RunSummary`, the schema of ``summary.json``
 ``evaluate``           post-hoc corrections scored after training

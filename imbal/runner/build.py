@@ -54,7 +54,27 @@ def instantiate(node: DictConfig, _inject: dict[str, Any] | None = None, _raw: t
         cause = exc.__cause__
         if isinstance(cause, ImbalError):
             raise cause from None
+        unknown = _unknown_argument(node, cause)
+        if unknown is not None:
+            raise unknown from None
         raise
+    except TypeError as exc:  # the _inject path calls the constructor itself
+        unknown = _unknown_argument(node, exc)
+        if unknown is not None:
+            raise unknown from None
+        raise
+
+
+def _unknown_argument(node: DictConfig, err: BaseException | None) -> ImbalError | None:
+    """``+data.foo=1`` on a class without ``foo``: one line naming the key, not Python's TypeError."""
+    import re
+
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(err)) if isinstance(err, TypeError) else None
+    if match is None:
+        return None
+    path = node._get_full_key(None) or "the node"
+    return ImbalError(f"{path}.{match.group(1)}: {node.get('_target_')} takes no argument "
+                      f"'{match.group(1)}'; remove the key (or fix its spelling)")
 
 
 def model_injections(model_cfg: DictConfig, stats) -> dict[str, Any]:
@@ -118,6 +138,9 @@ def build_task(cfg: DictConfig, stats, *, load_weights: bool = True):
     finetune.freeze(backbone, tuning.get("freeze", False), model=str(cfg.model.get("name", "model")))
     frozen = finetune.frozen_modules(backbone, "backbone") if cfg.model.get("freeze") not in (None, False, 0) else []
     optim = instantiate(cfg.optimizer.optim)
+    from imbal.optim import bind_stats
+
+    optim = bind_stats(optim, stats)  # ImbSAM's class counts (its tail classes), checked here
     sched = instantiate(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None
     guard = NonFiniteGuard(
         policy=str(cfg.trainer.get("nan_policy", "error")),
@@ -128,13 +151,25 @@ def build_task(cfg: DictConfig, stats, *, load_weights: bool = True):
                          frozen_modules=frozen, **finetune.optimizer_options(cfg.optimizer))
     # what ImbalanceTask.load_from_checkpoint rebuilds it from, stored in every checkpoint
     task.set_rebuild_info(OmegaConf.to_container(cfg, resolve=True), stats.to_dict())
+    from imbal.runner import stages
+
+    stages.add_structure(task, stages.stage_name(cfg))  # stage=lws: per-class logit scales (imbal/runner/stages.py)
+    from imbal.mixing import build_mixing
+
+    mixing = cfg.get("mixing")  # no parameters: a mixed run's checkpoint loads as any other
+    task.mixing = build_mixing(OmegaConf.to_container(mixing, resolve=True) if mixing else None, stats, backbone,
+                               data=str(cfg.data.get("name", "data")), model=str(cfg.model.get("name", "model")))
     return loss_name, task
 
 
 def build_parts(cfg: DictConfig):
     """Data module (set up), loss name and task for a config; no trainer."""
     datamodule = build_data(cfg)
-    loss_name, task = build_task(cfg, datamodule.stats)
+    from imbal.runner import stages
+
+    # a stage-2 run's backbone weights come from init_from: no initial weights to download or read
+    loss_name, task = build_task(cfg, datamodule.stats, load_weights=stages.stage_name(cfg) is None)
+    stages.prepare(task, cfg, datamodule.stats)  # stage=crt|lws|finetune: the init_from weights, frozen parts
     return datamodule, loss_name, task
 
 
@@ -167,6 +202,9 @@ def build_callbacks(cfg: DictConfig, run_dir: Path) -> list[Any]:
     from imbal.callbacks.rng_state import FlushCSVLogs, RNGState
 
     callbacks = instantiate_dict(cfg.get("callbacks"), dirpath=str(run_dir / "checkpoints"))
+    regularizer = cfg.get("regularizer")
+    if regularizer and "_target_" in regularizer:  # regularizer=maxnorm (imbal/callbacks/maxnorm.py)
+        callbacks.append(instantiate(regularizer))
     for cls in (RNGState, FlushCSVLogs):
         if not any(isinstance(c, cls) for c in callbacks):
             callbacks.append(cls())

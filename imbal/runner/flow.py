@@ -96,6 +96,8 @@ def _train(cfg: DictConfig, run_dir: Path, t0: float) -> float:
         config=resolved,
         data_extra=dict(stats.extra),
         absent_classes=absent_from_results(task.results, stats.class_names, warn=trainer.is_global_zero),
+        stage=(resolved.get("stage") or {}).get("name"),  # a stage-2 run: the stage-1 run it started from
+        init_from=getattr(task, "init_record", None),
     )
     if trainer.is_global_zero:
         from imbal.reporting.table import print_final_table

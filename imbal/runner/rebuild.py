@@ -201,6 +201,10 @@ def rebuild_task(config: Any, stats, *, where: str, trust_config: bool | None = 
     backbone, frozen = build_backbone(plain["model"], stats, where=where)
     task = ImbalanceTask(backbone, loss, stats, optimizer=_no_optimizer, frozen_modules=frozen)
     task.set_rebuild_info(dict(config), stats.to_dict())
+    from imbal.runner import stages
+
+    # a stage-2 run: what its recorded stage adds to the model (stage lws: per-class logit scales), plain data
+    stages.add_structure(task, stages.stage_name(config), where=where)
     return task
 
 

@@ -25,11 +25,11 @@ from omegaconf import DictConfig, OmegaConf
 from imbal.errors import ImbalError
 
 #: the parts of a config that define a run (a resumed run must keep them)
-RUN_KEYS = ("seed", "data", "model", "loss", "sampler", "optimizer.optim")
+RUN_KEYS = ("seed", "data", "model", "loss", "sampler", "optimizer.optim", "mixing", "stage", "regularizer")
 #: keys under RUN_KEYS that may change on resume
 FREE_KEYS = frozenset({
     "data.num_workers", "data.root", "data.path", "data.train_path", "data.val_path", "data.test_path",
-    "data.cache_dir", "data.sampler", "sampler.epochs",
+    "data.cache_dir", "data.sampler", "sampler.epochs", "mixing.until_epoch",
 })
 
 

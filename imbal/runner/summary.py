@@ -53,6 +53,10 @@ class RunSummary:
     config: dict[str, Any] = field(default_factory=dict)
     data_extra: dict[str, Any] = field(default_factory=dict)
     absent_classes: dict[str, list[str]] = field(default_factory=dict)
+    # a stage-2 run (stage=crt|lws|finetune): its stage, and init_from = the stage-1 run it started from
+    # (path, checkpoint, run_dir, and that run's data/model/loss/test/posthoc); None for a one-stage run
+    stage: str | None = None
+    init_from: dict[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

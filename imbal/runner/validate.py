@@ -18,10 +18,15 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from imbal.data import augment
 from imbal.errors import ImbalError
 from imbal.runner.trainer_options import compile_targets
 
 _ABSENT = object()
+#: ``mixing=`` methods (imbal/mixing; spelled here too so validating imports no torch)
+MIXING_METHODS = ("none", "mixup", "cutmix", "remix", "manifold_mixup")
+#: ``stage=`` of a two-stage run (imbal/runner/stages.py STAGES; spelled here too: no torch import)
+STAGES = ("crt", "lws", "finetune")
 
 #: Scalar metrics of the raw results a run records (``summary.json`` ``val``/``test``), by task family.
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece", "num_samples",
@@ -84,9 +89,19 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.num_workers", _int_at_least(0), "an integer >= 0 (0 loads in the main process)"),
     ("data.n_max", _int_at_least(1), "an integer >= 1 (training samples of the head class; 0 trains on nothing)"),
     ("data.max_length", _int_at_least(1), "an integer >= 1 (tokens kept per text; 0 trains on padding)"),
+    ("data.augment", augment.valid_augment, augment.EXPECTED),
+    ("data.cutout", _int_at_least(1), augment.CUTOUT_EXPECTED),
+    ("data.randaugment_n", _int_at_least(1), augment.N_EXPECTED),
+    ("data.randaugment_m", _int_at_least(0, 30), augment.M_EXPECTED),
     ("optimizer.optim.lr", _number_at_least(0), "a finite number >= 0"),
     ("optimizer.optim.weight_decay", _number_at_least(0), "a finite number >= 0"),
     ("optimizer.backbone_lr_mult", _number_at_least(0), "a finite number >= 0"),
+    ("optimizer.optim.base", lambda v: v in ("sgd", "adamw"), "sgd or adamw (the base optimizer of SAM / ImbSAM)"),
+    ("optimizer.optim.rho", lambda v: _is_number(v) and v > 0, "a finite number > 0 (SAM's perturbation radius)"),
+    ("optimizer.optim.adaptive", lambda v: isinstance(v, bool), "true (ASAM) or false"),
+    ("optimizer.optim.tail_max_count", _int_at_least(0), "an integer >= 0 (tail classes have fewer training samples)"),
+    ("optimizer.optim.momentum", _number_at_least(0), "a finite number >= 0"),
+    ("regularizer.thresh", lambda v: _is_number(v) and v > 0, "a finite number > 0 (the largest class weight norm)"),
     ("optimizer.scheduler_interval", lambda v: v in ("epoch", "step"), "epoch or step"),
     ("trainer.devices", _devices, "a number of devices >= 1, -1 (all), auto, or a list of device indices"),
     ("trainer.num_nodes", _int_at_least(1), "an integer >= 1"),
@@ -95,6 +110,17 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.check_val_every_n_epoch", _int_at_least(1), "an integer >= 1"),
     ("trainer.nan_policy", lambda v: v in ("error", "skip"), "error or skip"),
     ("trainer.nan_max_skips", _int_at_least(0), "an integer >= 0"),
+    ("stage.name", lambda v: v in STAGES, "one of " + ", ".join(STAGES)),
+    ("stage.shift_bn", lambda v: isinstance(v, bool), "true or false (re-estimate the frozen backbone's BatchNorm)"),
+    ("init_from", lambda v: isinstance(v, str) and bool(v.strip()), "a stage-1 run dir or checkpoint path"),
+    ("mixing.name", lambda v: v in MIXING_METHODS, "one of " + ", ".join(MIXING_METHODS)),
+    ("mixing.alpha", lambda v: _is_number(v) and v > 0, "a finite number > 0 (lam ~ Beta(alpha, alpha))"),
+    ("mixing.prob", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1] (the chance a batch is mixed)"),
+    ("mixing.until_epoch", _int_at_least(1), "null (mix every epoch) or an integer >= 1 (mix epochs before it)"),
+    ("mixing.pair_sampler", lambda v: v in ("none", "class_balanced"), "none or class_balanced"),
+    ("mixing.kappa", _number_at_least(1), "a finite number >= 1 (Remix's class-count ratio)"),
+    ("mixing.tau", lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1] (Remix's lam threshold)"),
+    ("mixing.stage", _int_at_least(0), "null (a random stage per batch) or an integer >= 0 (0: the input)"),
 ]
 
 
@@ -133,8 +159,16 @@ def validate_config(cfg: DictConfig) -> None:
     check_epochs(trainer)
     check_precision(trainer.get("precision"))
     check_accelerator(trainer.get("accelerator"))
+    from imbal.optim.checks import check_optimizer
+
+    check_optimizer(cfg)  # optimizer=sam|imbsam with a trainer setting it cannot run with
     check_metric_name(cfg.get("optimized_metric"))
     check_posthoc(cfg, strict=False)
+    if cfg.get("stage") is not None or cfg.get("init_from") is not None:
+        from imbal.runner import stages
+
+        stages.check_config(cfg)  # stage and init_from together, the stage-1 checkpoint readable, same backbone
+    augment.check_config(cfg)  # data.augment / cutout / randaugment_* on data that cannot honour them
 
 
 def check_epochs(trainer) -> None:
