@@ -99,3 +99,20 @@ def one_line_key_errors(argv: Iterable[str] = ()):
         yield
     finally:
         ConfigLoaderImpl._apply_overrides_to_config = original
+
+
+def check_override_syntax(overrides: list[str]) -> None:
+    """An override Hydra's grammar cannot read (a path holding ``=`` or ``,``, as every sweep job dir
+    does), in one line naming it and the fix, instead of Hydra's parser error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as exc:
+            reason = str(exc).splitlines()[0]
+            key, _, value = override.partition("=")
+            raise ImbalError(f"cannot read the override {override!r} ({reason}); a value holding '=', ',', "
+                             f"spaces or brackets needs quotes: \"{key}='{value}'\"") from None

@@ -44,13 +44,14 @@ def main(cfg: DictConfig) -> float:
 def cli() -> None:
     """Check the command line in one-line errors, then hand it to Hydra."""
     from imbal.config import check_choices, check_output_dirs, register_configs, share_config_store, split_argv
-    from imbal.config_keys import one_line_key_errors
+    from imbal.config_keys import check_override_syntax, one_line_key_errors
     from imbal.extras import check_overrides
     from imbal.runlock import claim_from_argv
 
     share_config_store()
     try:
         overrides = split_argv(sys.argv[1:])[1]
+        check_override_syntax(overrides)  # init_from=<sweep job dir with '=' in it>: quote it, in one line
         check_overrides(overrides)  # hydra/launcher=slurm without its plugin: the extra, in one line
         register_configs()
         check_choices(sys.argv[1:])

@@ -245,3 +245,15 @@ def test_unknown_added_key_names_the_key(tmp_path, capsys):
     expected = "data.foo: imbal.data.gaussian.GaussianLTDataModule takes no argument 'foo'"
     _assert_one_line(code, lines, err, expected, tmp_path)
     assert lines[0].startswith(f"imbal: error: {expected}")
+
+
+def test_unquoted_path_with_equals_names_the_fix(tmp_path, capsys):
+    """A sweep job dir (``0_seed=0,loss=ce``) as a value: one line saying how to quote it, not Hydra's parser error."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    code, lines, err = _run(["init_from=/tmp/sweep/0_seed=0,loss=ce"], tmp_path, capsys)
+    expected = ("cannot read the override 'init_from=/tmp/sweep/0_seed=0,loss=ce' (mismatched input '=' expecting "
+                "<EOF>); a value holding '=', ',', spaces or brackets needs quotes: "
+                "\"init_from='/tmp/sweep/0_seed=0,loss=ce'\"")
+    assert code == 2 and lines == [f"imbal: error: {expected}"], err[-2000:]
