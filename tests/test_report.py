@@ -193,3 +193,22 @@ def test_minority_recall_is_the_rarest_training_class_recall(tmp_path):
 
 def test_minority_recall_absent_without_class_counts(sweep):
     assert "minority_recall_mean" not in build_report([sweep]).table.columns
+
+
+def test_stage_two_runs_group_over_seeds_and_name_their_recipe(tmp_path):
+    """cRT runs from three stage-1 runs (one init_from path per seed) are one configuration, told apart
+    from the stage-1 CE runs by their stage in the label; the stage-1 loss is what identifies init_from."""
+    for i in range(3):
+        s1 = _summary("digits_lt", "ce", None, i, (0.6 + i / 100, 0.5, 0.5, 0.5, 1.0))
+        s2 = _summary("digits_lt", "ce", None, i, (0.7 + i / 100, 0.5, 0.5, 0.5, 1.0))
+        s2["config"]["stage"] = {"name": "crt"}
+        s2["config"]["init_from"] = f"/runs/ce/{i}_seed={i}"
+        s2["init_from"] = {"path": f"/runs/ce/{i}_seed={i}", "loss": "ce"}
+        for name, s in (("s1", s1), ("s2", s2)):
+            (tmp_path / f"{name}_{i}").mkdir()
+            (tmp_path / f"{name}_{i}" / "summary.json").write_text(json.dumps(s))
+    t = build_report([tmp_path]).table
+    assert sorted(t["config"]) == ["ce", "ce stage=crt"]
+    assert list(t["n_seeds"]) == [3, 3]
+    crt = t[t["config"] == "ce stage=crt"].iloc[0]
+    assert crt["balanced_accuracy_mean"] == pytest.approx(0.71) and crt["init_from.loss"] == "ce"

@@ -38,7 +38,7 @@ BASE_METRICS = (
 WALL_TIME = Metric("wall_time_s", "wall time (s)", ("wall_time_s",), higher_is_better=False, digits=1)
 
 #: Config keys that never distinguish configurations.
-IGNORED_TOP = ("seed", "run_dir", "logger", "callbacks", "hydra", "loss", "optimized_metric")
+IGNORED_TOP = ("seed", "run_dir", "logger", "callbacks", "hydra", "loss", "optimized_metric", "resume", "init_from")
 
 
 @dataclass
@@ -156,6 +156,9 @@ def _records(summaries: list[tuple[Path, dict]]):
             for k, v in _flatten({k: v for k, v in cfg.items() if k not in IGNORED_TOP}).items()
             if not (isinstance(v, str) and run_dir in v)
         }
+        stage1 = s.get("init_from")
+        if isinstance(stage1, dict):  # a stage-2 run: its stage-1 run's loss, not its (per-seed) path
+            other["init_from.loss"] = stage1.get("loss")
         rows.append(
             {
                 "data": str(s["data"]),
@@ -192,6 +195,16 @@ def _records(summaries: list[tuple[Path, dict]]):
     ]
     for key in extra:
         df[key] = [_fmt_value(o.get(key)) for o in df["other"]]
+    # what names the recipe (stage, mixing, optimizer class, sampler, ...) joins the label, so the
+    # comparison rows of two "ce" configurations can be told apart
+    named = [k for k in extra if k.endswith((".name", "._target_"))]
+    if named:
+        df["config"] = [
+            label + "".join(f" {k.rsplit('.', 1)[0] if k.endswith('.name') else 'optimizer'}="
+                            f"{str(o.get(k)).rsplit('.', 1)[-1]}"
+                            for k in named if o.get(k) not in (None, "none"))
+            for label, o in zip(df["config"], df["other"])
+        ]
     return df, extra
 
 
