@@ -220,7 +220,14 @@ def test_shipped_configs_pass_validation(compose_cfg, choice):
 
     if choice in ("trainer=gpu", "trainer=ddp") and not torch.cuda.is_available():
         pytest.skip("a GPU trainer preset is refused on a machine without one")
-    validate_config(compose_cfg(choice))
+    from imbal.errors import ImbalError
+
+    cfg = compose_cfg(choice)
+    if cfg.get("stage") is not None:  # a stage-2 recipe (experiment=cifar*_lt_crt, ...): the user gives init_from
+        with pytest.raises(ImbalError, match=r"^stage=(crt|lws|finetune): needs init_from=<"):
+            validate_config(cfg)
+        return
+    validate_config(cfg)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -3,7 +3,8 @@
 ``stage=crt|lws|finetune`` with ``init_from=<stage-1 run dir or checkpoint>``:
 
 * ``crt``: the backbone is frozen (eval mode: its BatchNorm statistics stay those of stage 1) and
-  the classifier re-initialised and trained;
+  the classifier re-initialised and trained (``stage.reinit_head=false``: stage 1's classifier is
+  loaded and trained on, as weight balancing's stage 2);
 * ``lws``: backbone and classifier frozen; one scale per class multiplies the logits and is the
   only thing trained (:class:`LogitScale`, a parameter ``logit_scale.scale`` of the task);
 * ``finetune``: everything loaded, nothing frozen.
@@ -89,6 +90,12 @@ def check_config(cfg) -> None:
     if not isinstance(init, str) or not init.strip():
         raise ImbalError(f"stage={stage}: needs init_from=<{_WHAT}>, the model stage 2 starts from "
                          f"(got init_from={'null' if init is None else repr(init)})")
+    reinit = cfg.stage.get("reinit_head", True)
+    if not isinstance(reinit, bool):
+        raise ImbalError(f"stage.reinit_head={reinit!r}: expected true or false (re-initialise the classifier)")
+    if not reinit and stage != "crt":
+        raise ImbalError(f"stage.reinit_head=false: expected it only with stage=crt (stage={stage} keeps stage 1's "
+                         "classifier anyway)")
     if bool(cfg.stage.get("shift_bn", False)) and stage == "finetune":
         raise ImbalError("stage.shift_bn=true: expected false with stage=finetune (nothing is frozen, so the "
                          "BatchNorm statistics are re-estimated anyway); shift_bn is for stage=crt or lws")
@@ -209,10 +216,12 @@ def prepare(task, cfg, stats) -> None:
                 what=what.format("backbone"))
     shift_bn = bool(cfg.stage.get("shift_bn", False))
     frozen = list(task.frozen_modules)
-    if stage == "crt":  # a new classifier: stage 1's may even be another kind (a cosine head)
-        reset_head(task.head)
+    reinit = stage == "crt" and bool(cfg.stage.get("reinit_head", True))
+    if stage == "crt":
         task.backbone.requires_grad_(False)
         frozen += [] if shift_bn else ["backbone"]
+    if reinit:  # a new classifier: stage 1's may even be another kind (a cosine head)
+        reset_head(task.head)
     else:
         load_strict(task.head, _sub_state(state, "head."), key="init_from", path=str(ckpt_path),
                     what=what.format("classifier head"))
