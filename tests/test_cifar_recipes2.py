@@ -154,7 +154,6 @@ def cifar_runs(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("key,loss,stage", [
     ("mixup_bs", "balanced_softmax", None), ("ldam_drw_sam", "ldam", None), ("wb_stage1", "ce", None),
     ("mislas_stage1", "ce", None), ("crt", "ce", "crt"), ("lws", "ce", "lws"), ("wb", "class_balanced", "crt"),
@@ -170,7 +169,6 @@ def test_recipe_runs_one_epoch(cifar_runs, key, loss, stage):
         assert s["init_from"]["path"] in {str(cifar_runs["mislas_stage1"]), str(cifar_runs["wb_stage1"])}
 
 
-@pytest.mark.slow
 def test_wb_stage2_keeps_the_backbone_and_projects_the_classifier(cifar_runs):
     s1, s2 = _state(cifar_runs["wb_stage1"]), _state(cifar_runs["wb"])
     for k in s1:
@@ -180,7 +178,6 @@ def test_wb_stage2_keeps_the_backbone_and_projects_the_classifier(cifar_runs):
     assert s2["head.weight"].norm(dim=1).max() <= 0.1 + 1e-6  # MaxNorm, thresh 0.1
 
 
-@pytest.mark.slow
 def test_mislas_stage2_shifts_batchnorm_only(cifar_runs):
     s1, s2 = _state(cifar_runs["mislas_stage1"]), _state(cifar_runs["mislas"])
     stats = [k for k in s1 if k.startswith("backbone.") and k.endswith(("running_mean", "running_var"))]
@@ -191,7 +188,6 @@ def test_mislas_stage2_shifts_batchnorm_only(cifar_runs):
         assert torch.equal(s1[k], s2[k]), k
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("reinit", [True, False])
 def test_prepare_reinit_head(cifar_runs, reinit):
     """stage=crt: stage.reinit_head=false loads stage 1's classifier (and trains it); true re-initialises it."""
