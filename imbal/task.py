@@ -13,6 +13,7 @@ from imbal.guards import NonFiniteGuard
 from imbal.kinds import BINARY, SEGMENTATION
 from imbal.metrics import build_metrics
 from imbal.models.heads import build_head
+from imbal.optim import pass_loss
 
 
 def gather_outputs(local: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -211,8 +212,6 @@ class ImbalanceTask(L.LightningModule):
             return None  # Lightning skips the optimiser step for this batch
         # Summed here, logged once per epoch (on_train_epoch_end): Lightning's per-step
         # self.log costs ~1 ms of bookkeeping a step (bench/overhead.py), this costs nothing.
-        from imbal.optim import pass_loss
-
         step_loss, record = pass_loss(self, logits, y, loss)  # SAM/ImbSAM: this closure call's loss
         if record:
             n = len(y)

@@ -52,3 +52,13 @@ def run_train(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict | No
         env=full_env,
         stdin=subprocess.DEVNULL,
     )
+
+
+def best_state(run_dir: Path) -> dict:
+    """The state dict of a finished run's best checkpoint (``summary.json`` stores it relative to the run dir)."""
+    import json
+
+    import torch
+
+    best = json.loads((run_dir / "summary.json").read_text())["best_checkpoint"]
+    return torch.load(run_dir / best, map_location="cpu", weights_only=True)["state_dict"]

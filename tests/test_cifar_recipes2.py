@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import best_state
 import torch
 
 from tests.cifar_fixture import write_cifar10
@@ -115,11 +117,6 @@ def test_mislas_two_stages_are_zhong(make_cfg, dataset):
 
 # --- one epoch of each recipe on generated CIFAR-10 files ------------------------------------------------
 
-def _state(run_dir: Path) -> dict[str, torch.Tensor]:
-    best = json.loads((run_dir / "summary.json").read_text())["best_checkpoint"]
-    return torch.load(run_dir / best, map_location="cpu", weights_only=True)["state_dict"]
-
-
 @pytest.fixture(scope="module")
 def cifar_runs(tmp_path_factory):
     """Generated CIFAR-10 files and one-epoch runs of every recipe (stage 2 from the stage-1 recipes' runs)."""
@@ -170,7 +167,7 @@ def test_recipe_runs_one_epoch(cifar_runs, key, loss, stage):
 
 
 def test_wb_stage2_keeps_the_backbone_and_projects_the_classifier(cifar_runs):
-    s1, s2 = _state(cifar_runs["wb_stage1"]), _state(cifar_runs["wb"])
+    s1, s2 = best_state(cifar_runs["wb_stage1"]), best_state(cifar_runs["wb"])
     for k in s1:
         if k.startswith("backbone."):
             assert torch.equal(s1[k], s2[k]), k  # frozen, BatchNorm statistics included (shift_bn=false)
@@ -179,7 +176,7 @@ def test_wb_stage2_keeps_the_backbone_and_projects_the_classifier(cifar_runs):
 
 
 def test_mislas_stage2_shifts_batchnorm_only(cifar_runs):
-    s1, s2 = _state(cifar_runs["mislas_stage1"]), _state(cifar_runs["mislas"])
+    s1, s2 = best_state(cifar_runs["mislas_stage1"]), best_state(cifar_runs["mislas"])
     stats = [k for k in s1 if k.startswith("backbone.") and k.endswith(("running_mean", "running_var"))]
     weights = [k for k in s1 if k.startswith("backbone.") and k.endswith((".weight", ".bias"))]
     assert stats and weights
@@ -198,7 +195,7 @@ def test_prepare_reinit_head(cifar_runs, reinit):
 
     s1_dir = cifar_runs["wb_stage1"]
     run = imbal.load_run(s1_dir)
-    task, s1 = run.model, _state(s1_dir)
+    task, s1 = run.model, best_state(s1_dir)
     with torch.no_grad():
         for p in task.parameters():
             p.add_(1.0)  # prepare must load the stage-1 tensors back

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import best_state
 import torch
 import torch.nn.functional as F
 
@@ -23,11 +25,6 @@ def _train(make_cfg, run_dir: Path, *overrides: str) -> dict:
 
     train(make_cfg(*TINY, *overrides, run_dir=run_dir))
     return json.loads((run_dir / "summary.json").read_text())
-
-
-def _state(run_dir: Path) -> dict[str, torch.Tensor]:
-    best = json.loads((run_dir / "summary.json").read_text())["best_checkpoint"]
-    return torch.load(run_dir / best, map_location="cpu", weights_only=True)["state_dict"]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +57,7 @@ def runs(tmp_path_factory):
 
 
 def test_crt_keeps_every_backbone_tensor_and_retrains_the_classifier(runs):
-    s1, s2 = _state(runs["s1"]), _state(runs["crt"])
+    s1, s2 = best_state(runs["s1"]), best_state(runs["crt"])
     assert set(s2) == set(s1)  # cRT adds nothing to the model
     backbone = [k for k in s1 if k.startswith("backbone.")]
     assert len(backbone) == 4  # MLP hidden [64, 64]: two Linear layers, weight + bias
@@ -83,7 +80,7 @@ def test_crt_keeps_every_backbone_tensor_and_retrains_the_classifier(runs):
 
 
 def test_lws_keeps_backbone_and_classifier_and_trains_only_the_scales(runs):
-    s1, s2 = _state(runs["s1"]), _state(runs["lws"])
+    s1, s2 = best_state(runs["s1"]), best_state(runs["lws"])
     assert set(s2) - set(s1) == {"logit_scale.scale"}
     for k in s1:
         if k.startswith(("backbone.", "head.")):
@@ -101,7 +98,7 @@ def test_load_run_on_an_lws_run_dir_alone(runs, tmp_path):
     shutil.move(str(runs["s1"]), away)  # the stage-2 run dir must not need the stage-1 one
     try:
         run = imbal.load_run(runs["lws"])
-        state = _state(runs["lws"])
+        state = best_state(runs["lws"])
         assert torch.equal(run.model.logit_scale.scale.detach(), state["logit_scale.scale"])
         x = torch.tensor([[0.5, -1.0], [2.0, 0.25]])
         with torch.no_grad():
@@ -148,7 +145,7 @@ def test_prepare_freezes_what_the_stage_freezes(runs, stage, shift_bn, backbone_
     from imbal.runner import stages
 
     run = imbal.load_run(runs["s1"])
-    task, s1 = run.model, _state(runs["s1"])
+    task, s1 = run.model, best_state(runs["s1"])
     with torch.no_grad():
         for p in task.parameters():
             p.add_(1.0)  # prepare must load every stage-1 tensor back
