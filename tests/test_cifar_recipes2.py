@@ -41,7 +41,8 @@ def test_recipe_shares_the_cifar_lt_setting(make_cfg, dataset, key):
     two_stage = key in ("crt", "lws", "wb", "mislas")
     assert cfg.init_from is None  # stage 2 needs the user's init_from; stage 1 has none
     assert (cfg.get("stage") is not None) is two_stage
-    assert cfg.trainer.max_epochs == (10 if two_stage else 200)
+    # cRT / LWS: BagofTricks-LT's 30 CIFAR epochs; the other second stages 10
+    assert cfg.trainer.max_epochs == (30 if key in ("crt", "lws") else 10 if two_stage else 200)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -64,8 +65,12 @@ def test_crt_lws_are_kang_stage_two(make_cfg, dataset, stage):
     assert cfg.stage.get("reinit_head", True) is True
     assert cfg.loss.name == "ce" and cfg.sampler.name == "class_balanced" and cfg.mixing.name == "none"
     o = cfg.optimizer
-    assert o.optim._target_ == "torch.optim.SGD" and (o.optim.lr, o.optim.momentum) == (0.05, 0.9)
-    assert o.scheduler._target_ == "torch.optim.lr_scheduler.CosineAnnealingLR" and o.scheduler.T_max == 10
+    # BagofTricks-LT's CIFAR cRT / LWS configs: SGD 0.1, wd 5e-4, 30 epochs, 5 warm-up, x0.1 at 10 and 20
+    assert o.optim._target_ == "torch.optim.SGD"
+    assert (o.optim.lr, o.optim.momentum, o.optim.weight_decay) == (0.1, 0.9, 5e-4)
+    assert o.scheduler._target_ == "imbal.schedules.warmup_step_lr"
+    assert (o.scheduler.warmup_epochs, list(o.scheduler.milestones), o.scheduler.gamma) == (5, [10, 20], 0.1)
+    assert cfg.trainer.max_epochs == 30 and cfg.data.batch_size == 128
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
