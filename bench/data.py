@@ -18,6 +18,12 @@ paths moved into a temporary directory so that every cache starts cold:
   whole batches by one ``gather`` there (``imbal/data/on_device.py``), no DataLoader;
 * ``airbus``: the synthetic Airbus-layout set (JPEG + RLE CSV, generated into
   ``data.cache_dir``), random crops with flips/rotations, decoded images cached in memory.
+* ``split_list``: a generated tree of 5,500 JPEGs of 500x375 px (ImageNet's typical size) in
+  sub-folders (5,000 listed for training, 250 each for validation and test, official ``path label``
+  lines), the ImageNet-LT transforms (RandomResizedCrop 224 + flip / Resize 256 + CenterCrop 224);
+  0 and 2 workers, without and with the resize cache (``data.cache_size=256``, built in the first
+  cached row's ``setup cold``); each epoch stops after :data:`SPLIT_LIST_BATCHES` batches of 64.  A second
+  table gives images/s and the cache's ratio against no cache at the same workers (same process).
 
 Reported: ``setup`` time with a cold cache (first build: generation, tokenizer training,
 file parsing) and with a warm one (a second data module over the same cache dir), then
@@ -44,6 +50,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+#: batches of 64 per epoch of the split_list rows (a full epoch of 5,000 images takes ~30 s per row at 0 workers)
+SPLIT_LIST_BATCHES = 12
 
 
 def compose(*overrides: str):
@@ -112,6 +120,46 @@ def cases(tmp: Path, quick: bool):
          cifar_files),
         ("text_synth", ["data=text_synth", f"data.tokenizer.cache_dir={tmp / 'tok'}"], None),
         ("airbus (synthetic)", ["data=airbus", f"data.cache_dir={tmp / 'airbus'}"], None),
+        *split_list_cases(tmp, quick),
+    ]
+
+
+def write_split_list_tree(root: Path, n_train: int, n_eval: int, classes: int = 50) -> None:
+    """``n_train`` + 2 x ``n_eval`` JPEGs of 500x375 px (smooth noise, quality 90) under ``root/<split>/c<k>/``
+    and the lists ``train.txt`` / ``val.txt`` / ``test.txt`` in the official ``relative/path.jpg <label>`` form."""
+    import numpy as np
+    from PIL import Image
+
+    if (root / "test.txt").is_file():
+        return
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
+        lines = []
+        for i in range(n):
+            k = i % classes
+            rel = f"{split}/c{k:03d}/{split}_{i:05d}.jpg"
+            small = Image.fromarray(rng.integers(0, 256, (15, 20, 3), dtype=np.uint8))
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            small.resize((500, 375), Image.BICUBIC).save(root / rel, quality=90)
+            lines.append(f"{rel} {k}\n")
+        (root / f"{split}.txt").write_text("".join(lines))
+
+
+def split_list_cases(tmp: Path, quick: bool):
+    root = tmp / "split_list"
+    n_train, n_eval = (500, 50) if quick else (5000, 250)
+    base = ["data=split_list", f"data.root={root}", "data.train_list=train.txt", "data.val_list=val.txt",
+            "data.test_list=test.txt", "data.batch_size=64"]
+    cache = ["data.cache_size=256", f"data.cache_dir={tmp / 'split_list_cache'}"]
+
+    def prepare():
+        write_split_list_tree(root, n_train, n_eval)
+
+    return [
+        ("split_list num_workers=0", [*base, "data.num_workers=0"], prepare),
+        ("split_list num_workers=2", [*base, "data.num_workers=2"], prepare),
+        ("split_list cache_size=256 num_workers=2", [*base, *cache, "data.num_workers=2"], prepare),
+        ("split_list cache_size=256 num_workers=0", [*base, *cache, "data.num_workers=0"], prepare),
     ]
 
 
@@ -147,7 +195,10 @@ def main() -> None:
                     # where a Trainer on --device would put the tensors (its strategy's root device)
                     dm.trainer = types.SimpleNamespace(strategy=types.SimpleNamespace(root_device=device),
                                                        distributed_sampler_kwargs=None)
-                rates, nb, bs = epoch_rates(dm, epochs, args.max_batches)
+                max_batches = args.max_batches
+                if label.startswith("split_list"):
+                    max_batches = max_batches or (4 if args.quick else SPLIT_LIST_BATCHES)
+                rates, nb, bs = epoch_rates(dm, epochs, max_batches)
             except Exception as exc:  # a module being rewritten by another helper must not stop the bench
                 msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 print(f"skipped: {label}: {msg}", file=sys.stderr)
@@ -173,6 +224,16 @@ def main() -> None:
     for label, mod, nw, bs, nb, cold, warm, first, later, ratio in rows:
         print(f"| {label} | {mod} | {nw} | {bs} | {nb} | {cold:.2f} | {warm:.2f} | {first:.1f} | {later:.1f} "
               f"| {ratio:.2f}x |")
+    split_rows = {r[0]: r for r in rows if r[0].startswith("split_list")}
+    if split_rows:
+        print("\n| split_list | workers | images/epoch | setup cold s | setup warm s | epoch 1 images/s "
+              "| later epochs images/s | later: cache / no cache |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for label, (_, _, nw, bs, nb, cold, warm, first, later, _) in split_rows.items():
+            plain = split_rows.get(f"split_list num_workers={nw}")
+            ratio = f"{later / plain[8]:.2f}x" if "cache_size" in label and plain else "-"
+            print(f"| {label.removeprefix('split_list ')} | {nw} | {bs * nb} | {cold:.2f} | {warm:.2f} "
+                  f"| {first * bs:.0f} | {later * bs:.0f} | {ratio} |")
     for label, msg in skipped:
         print(f"\nskipped: {label}: {msg}")
     print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s")
