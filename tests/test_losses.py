@@ -97,7 +97,8 @@ NON_SMOOTH = {"truncated_ce"}
 
 def stats(task: str) -> dict:
     counts = BIN_COUNTS if task in (BINARY, SEGMENTATION) else COUNTS
-    return {"task": task, "num_classes": len(counts), "class_counts": counts}
+    # num_train: training samples (DataStats.num_train), which distribution_balanced needs
+    return {"task": task, "num_classes": len(counts), "class_counts": counts, "num_train": sum(counts)}
 
 
 def build(name: str, task: str, hp: dict):

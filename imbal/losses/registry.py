@@ -31,7 +31,7 @@ GROUP = "imbal.losses"
 
 #: Data-dependent arguments the builder injects when a loss names them in its
 #: ``__init__`` signature.  Nothing else is ever injected.
-INJECTABLE = ("class_counts", "num_classes", "task", "test_prior")
+INJECTABLE = ("class_counts", "num_classes", "task", "test_prior", "num_train")
 
 _OWN_PACKAGE = "imbal"
 
@@ -214,7 +214,7 @@ def build(name: str, *, stats: Any = None, **hparams_: Any) -> nn.Module:
         name: entry-point name (``imbal.losses.available()`` lists them).
         stats: the data module's ``DataStats`` or a plain dict with
             ``class_counts``, ``num_classes``, ``task`` (and optionally
-            ``test_prior``).  The arguments of these that the loss names in its
+            ``test_prior``, ``num_train``).  The arguments of these that the loss names in its
             ``__init__`` are injected; an explicit keyword wins over ``stats``.
         **hparams_: the loss's own hyper-parameters.
 

@@ -15,6 +15,10 @@ class as 0 whenever it was predicted).  Its ``per_class_recall`` entry is NaN
 (``null`` in ``summary.json``), and a shot group whose classes are all absent is
 left out.  All of it is computed from one confusion matrix, so it syncs across
 DDP ranks as one torchmetrics state.
+
+Multilabel tasks add ``micro_f1`` (over all label cells, at the 0.5 rule as ``macro_f1``; the post-hoc
+``threshold`` reports both at a threshold tuned on validation) and the ranking metrics of
+:mod:`imbal.metrics.multilabel`: ``mAP``, ``per_class_ap``, ``head_ap`` / ``medium_ap`` / ``tail_ap``.
 """
 
 from __future__ import annotations
@@ -103,6 +107,11 @@ class ClassificationMetrics(nn.Module):
         self.calibration = CalibrationError(stats.task, ECE_BINS) if stats.task in (MULTICLASS, BINARY) else None
         counts = stats.class_counts
         self.shot_groups = shot_groups(counts) if (counts is not None and stats.task == MULTICLASS) else {}
+        self.ranking = None
+        if stats.task == MULTILABEL:
+            from imbal.metrics.multilabel import AveragePrecision
+
+            self.ranking = AveragePrecision(stats.num_classes, counts)
 
     def update(self, logits: Tensor, target: Tensor) -> None:
         preds = hard_predictions(logits, self.task)
@@ -110,6 +119,8 @@ class ClassificationMetrics(nn.Module):
         self.log_loss.update(per_sample_log_loss(logits, target, self.task))
         if self.calibration is not None:
             self.calibration.update(logits, target)
+        if self.ranking is not None:
+            self.ranking.update(logits, target)
 
     def compute(self) -> dict:
         cm = self.confusion.compute().cpu().double()  # float64 on the CPU (MPS has no float64)
@@ -129,6 +140,10 @@ class ClassificationMetrics(nn.Module):
         }
         if self.calibration is not None:
             result["ece"] = float(self.calibration.compute())
+        if self.ranking is not None:
+            pooled = float(support.sum() + predicted.sum())
+            result["micro_f1"] = float(2 * tp.sum() / pooled) if pooled > 0 else float("nan")
+            result.update(self.ranking.compute(support))
         recall = result["per_class_recall"]
         for name, ids in self.shot_groups.items():
             seen = [recall[i] for i in ids if recall[i] == recall[i]]  # NaN: class absent from the split
@@ -141,3 +156,5 @@ class ClassificationMetrics(nn.Module):
         self.log_loss.reset()
         if self.calibration is not None:
             self.calibration.reset()
+        if self.ranking is not None:
+            self.ranking.reset()
