@@ -61,6 +61,8 @@ class ImbalanceTask(L.LightningModule):
         backbone_lr_mult, norm_bias_decay, scheduler_interval: the optimizer node's own keys
             (imbal/models/finetune.py): backbone lr = lr * mult, no decay on norms/biases when
             false, ``epoch`` | ``step``.
+        lr_base_batch: the optimizer node's own key: when set, every group's lr is scaled by
+            ``global batch / lr_base_batch`` (:meth:`lr_scale`); None leaves it as written.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class ImbalanceTask(L.LightningModule):
         backbone_lr_mult: float = 1.0,
         norm_bias_decay: bool = True,
         scheduler_interval: str = "epoch",
+        lr_base_batch: int | None = None,
     ):
         super().__init__()
         self.backbone = backbone
@@ -100,6 +103,9 @@ class ImbalanceTask(L.LightningModule):
         self.backbone_lr_mult = float(backbone_lr_mult)
         self.norm_bias_decay = bool(norm_bias_decay)
         self.scheduler_interval = scheduler_interval
+        self.lr_base_batch = lr_base_batch
+        #: what lr_base_batch did (per-device batch, world size, accumulation, factor, lrs), once built
+        self.lr_scaling: dict[str, Any] | None = None
         self.val_metrics = build_metrics(stats)
         self.test_metrics = build_metrics(stats)
         self.results: dict[str, dict] = {}
@@ -299,8 +305,11 @@ class ImbalanceTask(L.LightningModule):
         groups = param_groups(self, body(self.backbone), backbone_lr_mult=self.backbone_lr_mult,
                               norm_bias_decay=self.norm_bias_decay)
         opt = self.optimizer_factory(params=groups)
+        scale = self.lr_scale()
         for group in opt.param_groups:  # the optimiser filled in its lr; the backbone's is scaled
-            group["lr"] = group["lr"] * group.get("lr_mult", 1.0)
+            group["lr"] = group["lr"] * group.get("lr_mult", 1.0) * scale
+        if self.lr_scaling is not None:
+            self._record_lr_scaling(opt)
         if self.scheduler_factory is None:
             return opt
         extra = {}
@@ -310,6 +319,42 @@ class ImbalanceTask(L.LightningModule):
             extra["total_steps"] = self.trainer.estimated_stepping_batches
         scheduler = self.scheduler_factory(optimizer=opt, **extra)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def lr_scale(self) -> float:
+        """``global batch / lr_base_batch`` (1.0 when ``lr_base_batch`` is None); the global batch is the
+        data module's per-device ``batch_size`` x ``trainer.world_size`` (devices x nodes) x
+        ``accumulate_grad_batches``, read from the running Trainer."""
+        if self.lr_base_batch is None:
+            return 1.0
+        from imbal.errors import ImbalError
+
+        trainer = self.trainer
+        per_device = getattr(trainer.datamodule, "batch_size", None)
+        if per_device is None:  # fitted with bare dataloaders: the config's batch
+            per_device = ((self.hparams.get("config") or {}).get("data") or {}).get("batch_size")
+        if not isinstance(per_device, int) or isinstance(per_device, bool) or per_device < 1:
+            raise ImbalError(f"optimizer.lr_base_batch={self.lr_base_batch}: expected a data module with a "
+                             f"per-device batch_size to scale the lr by, got {per_device!r}")
+        world, accumulate = int(trainer.world_size), int(trainer.accumulate_grad_batches)
+        global_batch = per_device * world * accumulate
+        factor = global_batch / self.lr_base_batch
+        self.lr_scaling = {"lr_base_batch": self.lr_base_batch, "per_device_batch": per_device, "world_size": world,
+                           "accumulate_grad_batches": accumulate, "global_batch": global_batch, "factor": factor}
+        return factor
+
+    def _record_lr_scaling(self, opt) -> None:
+        """The effective lrs in ``lr_scaling`` and the checkpoint's hyper-parameters; one info line on rank 0."""
+        import logging
+
+        info = self.lr_scaling
+        info["lr"] = {str(g.get("name", i)): g["lr"] for i, g in enumerate(opt.param_groups)}
+        self.hparams["lr_scaling"] = dict(info)
+        if self.trainer.is_global_zero:
+            lrs = ", ".join(f"{k} {v:g}" for k, v in info["lr"].items())
+            logging.getLogger("imbal").info(
+                f"lr scaled x{info['factor']:g} (global batch {info['global_batch']} = {info['per_device_batch']} "
+                f"x {info['world_size']} processes x {info['accumulate_grad_batches']} accumulated, "
+                f"optimizer.lr_base_batch={info['lr_base_batch']}): {lrs}")
 
     # -- frozen parts (model.freeze) ------------------------------------------
     def _frozen_to_eval(self) -> None:

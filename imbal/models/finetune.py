@@ -169,7 +169,11 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], *, key: str, pat
 # -- optimiser ----------------------------------------------------------------
 def optimizer_options(node: Mapping[str, Any]) -> dict[str, Any]:
     """imbal's own keys of the ``optimizer`` node, checked: ``backbone_lr_mult``, ``norm_bias_decay``,
-    ``scheduler_interval`` (defaults 1.0, true, epoch)."""
+    ``scheduler_interval``, ``lr_base_batch`` (defaults 1.0, true, epoch, null).
+
+    ``lr_base_batch``: the global batch the node's ``lr`` is given for (linear scaling, Goyal et al.
+    2017): every group's lr is multiplied by ``global batch / lr_base_batch`` when the optimiser is
+    built (:meth:`imbal.task.ImbalanceTask.configure_optimizers`); null leaves the lr as written."""
     mult = node.get("backbone_lr_mult", 1.0)
     if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult < 0:
         raise ImbalError(f"optimizer.backbone_lr_mult={mult}: expected a number >= 0 (0 = backbone not updated)")
@@ -179,7 +183,12 @@ def optimizer_options(node: Mapping[str, Any]) -> dict[str, Any]:
     interval = node.get("scheduler_interval", "epoch")
     if interval not in SCHEDULER_INTERVALS:
         raise ImbalError(f"optimizer.scheduler_interval={interval}: expected one of {', '.join(SCHEDULER_INTERVALS)}")
-    return {"backbone_lr_mult": float(mult), "norm_bias_decay": decay, "scheduler_interval": interval}
+    base = node.get("lr_base_batch")
+    if base is not None and (isinstance(base, bool) or not isinstance(base, int) or base < 1):
+        raise ImbalError(f"optimizer.lr_base_batch={base}: expected null or an integer >= 1 "
+                         "(the global batch the lr is given for)")
+    return {"backbone_lr_mult": float(mult), "norm_bias_decay": decay, "scheduler_interval": interval,
+            "lr_base_batch": base}
 
 
 def no_decay(name: str, param: Tensor) -> bool:
