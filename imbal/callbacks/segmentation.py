@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from imbal.data.segmentation.transforms import denormalize
+from imbal.kinds import SEGMENTATION
 
 
 def overlay(rgb: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.6) -> np.ndarray:
@@ -41,7 +42,9 @@ class SegmentationOverlay(L.Callback):
     """Saves ``<dirpath>/epoch_<NNN>.png``: image / truth (red) / prediction (green) for ``n_images`` validation images.
 
     The images are the first validation images with foreground (then others),
-    fixed for the run, so epochs can be compared.  Written on rank 0 only.
+    fixed for the run, so epochs can be compared.  Written on rank 0 only.  On a task other than
+    ``segmentation`` (``data=airbus data.target=presence`` keeps ``callbacks=segmentation``) it
+    saves nothing.
 
     Args:
         n_images: rows of the grid.
@@ -77,6 +80,8 @@ class SegmentationOverlay(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        if getattr(pl_module, "task_kind", SEGMENTATION) != SEGMENTATION:
+            return  # image-level labels: no masks to draw
         if trainer.current_epoch % self.every_n_epochs:
             return
         if self._batch is None:

@@ -13,6 +13,7 @@ once the data is set up, still before any training.
 from __future__ import annotations
 
 import difflib
+import os
 import math
 from typing import Any, Callable
 
@@ -30,7 +31,9 @@ STAGES = ("crt", "lws", "finetune")
 
 #: Scalar metrics of the raw results a run records (``summary.json`` ``val``/``test``), by task family.
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "ece", "num_samples",
-                          "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy")
+                          "many_shot_accuracy", "medium_shot_accuracy", "few_shot_accuracy",
+                          # multilabel only (imbal/metrics/multilabel.py MULTILABEL_METRICS)
+                          "mAP", "micro_f1", "head_ap", "medium_ap", "tail_ap")
 SEGMENTATION_METRICS = ("dice", "iou", "precision", "recall", "accuracy", "balanced_accuracy", "airbus_f2",
                         "image_accuracy")
 METRICS = tuple(dict.fromkeys(CLASSIFICATION_METRICS + SEGMENTATION_METRICS))
@@ -93,9 +96,17 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("data.cutout", _int_at_least(1), augment.CUTOUT_EXPECTED),
     ("data.randaugment_n", _int_at_least(1), augment.N_EXPECTED),
     ("data.randaugment_m", _int_at_least(0, 30), augment.M_EXPECTED),
+    # data=split_list (imbal/data/split_list.py)
+    ("data.resize_size", _int_at_least(8), "an integer >= 8 (the evaluation resize's short side, >= data.image_size)"),
+    ("data.cache_size", _int_at_least(8), "null (no resize cache) or an integer >= 8 (the cached short side)"),
+    ("data.color_jitter", lambda v: _is_number(v) and 0 <= v <= 1, "null or a number in [0, 1] (ColorJitter's "
+                                                                   "brightness, contrast and saturation)"),
+    ("data.decode", lambda v: v in ("cpu", "gpu"), "cpu or gpu (torchvision.io.decode_jpeg on the CUDA device)"),
+    ("data.check_images", lambda v: isinstance(v, bool), "true (probe every image's header at setup) or false"),
     ("optimizer.optim.lr", _number_at_least(0), "a finite number >= 0"),
     ("optimizer.optim.weight_decay", _number_at_least(0), "a finite number >= 0"),
     ("optimizer.backbone_lr_mult", _number_at_least(0), "a finite number >= 0"),
+    ("optimizer.lr_base_batch", _int_at_least(1), "null or an integer >= 1 (the global batch the lr is given for)"),
     ("optimizer.optim.base", lambda v: v in ("sgd", "adamw"), "sgd or adamw (the base optimizer of SAM / ImbSAM)"),
     ("optimizer.optim.rho", lambda v: _is_number(v) and v > 0, "a finite number > 0 (SAM's perturbation radius)"),
     ("optimizer.optim.adaptive", lambda v: isinstance(v, bool), "true (ASAM) or false"),
@@ -162,6 +173,7 @@ def validate_config(cfg: DictConfig) -> None:
     from imbal.optim.checks import check_optimizer
 
     check_optimizer(cfg)  # optimizer=sam|imbsam with a trainer setting it cannot run with
+    check_airbus_target(cfg)  # before optimized_metric, which data=airbus looks up by data.target
     check_metric_name(cfg.get("optimized_metric"))
     check_posthoc(cfg, strict=False)
     if cfg.get("stage") is not None or cfg.get("init_from") is not None:
@@ -169,6 +181,29 @@ def validate_config(cfg: DictConfig) -> None:
 
         stages.check_config(cfg)  # stage and init_from together, the stage-1 checkpoint readable, same backbone
     augment.check_config(cfg)  # data.augment / cutout / randaugment_* on data that cannot honour them
+
+
+#: ``data.target`` of ``data=airbus`` (imbal/data/segmentation/presence.py TARGETS; spelled here: no torch import)
+AIRBUS_TARGETS = ("mask", "presence")
+
+
+def check_airbus_target(cfg: DictConfig) -> None:
+    """``data=airbus``: ``data.target`` is mask or presence, and presence (whole images) has an image model."""
+    data = cfg.get("data") or {}
+    if str(data.get("_target_", "")).rpartition(".")[2] != "AirbusDataModule":
+        return
+    target = _get(cfg, "data.target")
+    if target is _ABSENT or target is None:
+        return
+    if target not in AIRBUS_TARGETS:
+        raise refuse("data.target", target, "mask (per-pixel ship masks) or presence (one ship / no-ship label "
+                                            "per image)")
+    accepts = _get(cfg, "model.accepts")
+    if target == "presence" and isinstance(accepts, list) and "image" not in accepts:
+        name = _get(cfg, "model.name")
+        raise ImbalError(f"data=airbus data.target=presence classifies whole images, but model '{name}' accepts "
+                         f"{', '.join(accepts) or 'nothing'}: use an image model, e.g. model=resnet18 or model=timm "
+                         f"model.name=resnet34")
 
 
 def check_epochs(trainer) -> None:
@@ -233,8 +268,10 @@ def check_metric_name(metric: Any, names: tuple[str, ...] = METRICS, task: str |
     if split in SPLITS and name in names:
         return
     choices = [f"{s}/{n}" for s in SPLITS for n in names]
-    close = difflib.get_close_matches(str(metric), choices, n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
+    # of the closest three, the one sharing the longest start (val/bal_acc: balanced_accuracy, not tail_ap)
+    close = difflib.get_close_matches(str(metric), choices, n=3)
+    best = max(close, key=lambda c: len(os.path.commonprefix([c, str(metric)])), default=None)
+    hint = f"; did you mean {best}?" if best else ""
     what = f"metrics of a {task} task" if task else "metrics"
     raise refuse("optimized_metric", metric, f"val/<metric> or test/<metric>, <metric> one of the {what}: "
                                              f"{', '.join(names)}{hint}")
@@ -254,7 +291,7 @@ def check_before_fit(cfg: DictConfig, stats) -> None:
     A correction registered by a module a config's ``_target_`` imports exists only now; the metric a
     sweeper reads must be one this data's task records.
     """
-    from imbal.kinds import BINARY, MULTICLASS, SEGMENTATION
+    from imbal.kinds import BINARY, MULTICLASS, MULTILABEL, SEGMENTATION
 
     check_posthoc(cfg, strict=True)
     if stats.task == SEGMENTATION:
@@ -266,4 +303,8 @@ def check_before_fit(cfg: DictConfig, stats) -> None:
         names = tuple(n for n in CLASSIFICATION_METRICS if not n.endswith("_shot_accuracy") or n in groups)
         if stats.task not in (MULTICLASS, BINARY):
             names = tuple(n for n in names if n != "ece")
+        from imbal.metrics.multilabel import MULTILABEL_METRICS, ap_groups
+
+        kept = ("mAP", "micro_f1", *ap_groups(stats.class_counts)) if stats.task == MULTILABEL else ()
+        names = tuple(n for n in names if n not in MULTILABEL_METRICS or n in kept)
     check_metric_name(cfg.get("optimized_metric"), names, stats.task)

@@ -144,6 +144,10 @@ class SegmentationDataModule(DataModuleBase):
             self._cache[i] = pair
         return pair
 
+    def split_indices(self, has_fg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, val, test) indices of ``self.items``: stratified by ``has_fg``, seeded (a subclass may group)."""
+        return stratified_split(has_fg, self.val_fraction, self.test_fraction, self.seed)
+
     def _subset_loader(self, idx: np.ndarray) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
         idx = np.asarray(idx)
         return lambda j: self._load(int(idx[j]))
@@ -157,7 +161,7 @@ class SegmentationDataModule(DataModuleBase):
         if not self.items:
             raise ImbalError(f"data '{self.name}': no images found")
         has = np.array([it.has_fg for it in self.items])
-        tr, va, te = stratified_split(has, self.val_fraction, self.test_fraction, self.seed)
+        tr, va, te = self.split_indices(has)
         if len(tr) == 0 or len(va) == 0:
             raise ImbalError(f"data '{self.name}': {len(self.items)} images are too few for a train and a val split")
         self.split_idx = {"train": tr, "val": va, "test": te if len(te) else va}
