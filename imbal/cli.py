@@ -107,13 +107,74 @@ def cmd_losses(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from imbal.predict import predict_run
+def _say(line: str) -> None:
+    print(line, flush=True)
 
-    counts = predict_run(args.run_dir, args.image_dir, args.out_csv, threshold=args.threshold, min_size=args.min_size,
-                         trust_config=args.trust_config)
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from imbal.predict import predict_run, predict_split
+
+    opts = dict(threshold=args.threshold, min_size=args.min_size, gate=args.gate, gate_threshold=args.gate_threshold,
+                tta=args.tta, watershed=args.watershed, device=args.device, trust_config=args.trust_config, say=_say)
+    if args.split is not None:
+        if args.image_dir is not None or args.out_csv is not None:
+            raise ImbalError(f"predict: --split {args.split} scores the run's own split into -o OUT_DIR; drop "
+                             f"IMAGE_DIR and OUT_CSV (got {args.image_dir!r})")
+        if args.out_dir is None:
+            raise ImbalError(f"predict: --split {args.split} needs -o OUT_DIR (for submission.csv and summary.json)")
+        from imbal.predict.evaluate import format_table
+
+        summary = predict_split(args.run_dir, args.split, args.out_dir, **opts)
+        print(format_table(summary))
+        print(f"wrote {Path(args.out_dir) / 'summary.json'} and {Path(args.out_dir) / summary['csv']}")
+        return 0
+    if args.image_dir is None or args.out_csv is None:
+        raise ImbalError("predict: expected RUN_DIR IMAGE_DIR OUT_CSV (a folder of images), or RUN_DIR --split "
+                         "val|test -o OUT_DIR (the run's own split, scored)")
+    if args.out_dir is not None:
+        raise ImbalError(f"predict: -o {args.out_dir} goes with --split; a folder prediction writes OUT_CSV")
+    counts = predict_run(args.run_dir, args.image_dir, args.out_csv, **opts)
     print(f"wrote {args.out_csv}: {counts}")
     return 0
+
+
+def cmd_tune_seg(args: argparse.Namespace) -> int:
+    from imbal.predict.pipeline import TUNING_FILE
+    from imbal.predict.tune import tune_seg
+
+    from imbal.predict.tune import MIN_SIZES, THRESHOLDS
+
+    def numbers(text: str | None, kind: type, flag: str, default: tuple) -> tuple:
+        if text is None:
+            return default
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise ImbalError(f"tune-seg: {flag} {text!r}: expected comma-separated {kind.__name__} values") from None
+
+    r = tune_seg(args.run_dir, gate_dir=args.gate, tta=args.tta, watershed=args.watershed, device=args.device,
+                 trust_config=args.trust_config,
+                 thresholds=numbers(args.thresholds, float, "--thresholds", THRESHOLDS),
+                 min_sizes=numbers(args.min_sizes, int, "--min-sizes", MIN_SIZES))
+    gate = f", gate threshold {r['gate']['threshold']:.4g}" if r["gate"] else ""
+    print(f"val ({r['images']} images, {r['images_with_ships']} with ships): threshold {r['threshold']:g}, "
+          f"min size {r['min_size']} px{gate}: F2 {r['val_f2']:.4f} (0.5 / 0 px / no gate: {r['val_f2_untuned']:.4f}; "
+          f"all background: {r['all_background_f2']:.4f})")
+    print(f"wrote {Path(args.run_dir) / TUNING_FILE} (imbal predict's defaults for this run)")
+    return 0
+
+
+def _pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gate", metavar="GATE_RUN_DIR", help="a finished ship-presence run (data=airbus "
+                   "data.target=presence, same split): images it rejects get no ship")
+    p.add_argument("--tta", choices=("none", "flips", "d4"), default="none", help="mean probability over "
+                   "flips (identity, h, v, hv) or the 8 dihedral transforms (square inputs only); default none")
+    p.add_argument("--watershed", action="store_true", help="split touching ships by a watershed on the "
+                   "distance transform (scikit-image if installed, else scipy)")
+    p.add_argument("--device", default=None, help="torch device for the models, e.g. cuda:1 (default: cuda when a GPU is present, else cpu)")
+    p.add_argument("--trust-config", action="store_true", help="build any _target_ the run dir's config names "
+                   "(your own backbone class); without it only imbal's models and registered losses are built, "
+                   "since a run dir is data, not code (also IMBAL_TRUST_CONFIG=1)")
 
 
 def cmd_train(argv: list[str]) -> int:
@@ -154,16 +215,29 @@ def main(argv: list[str] | None = None) -> int:
                        "on test (ensemble.json, predictions/)")
     )
     p.set_defaults(func=ensemble.cmd_ensemble)
-    p = sub.add_parser("predict", help="segmentation: write a submission CSV (ImageId,EncodedPixels) for an image folder")
+    p = sub.add_parser("predict", help="segmentation: write a submission CSV (ImageId,EncodedPixels) for an "
+                       "image folder, or score the pipeline on the run's val/test split (--split, -o)")
     p.add_argument("run_dir", help="directory of a finished segmentation run (has summary.json)")
-    p.add_argument("image_dir", help="folder of images to predict")
-    p.add_argument("out_csv", help="where to write the CSV")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
-    p.add_argument("--min-size", type=int, default=0, help="drop predicted ships smaller than this many pixels")
-    p.add_argument("--trust-config", action="store_true", help="build any _target_ the run dir's config names "
-                   "(your own backbone class); without it only imbal's models and registered losses are built, "
-                   "since a run dir is data, not code (also IMBAL_TRUST_CONFIG=1)")
+    p.add_argument("image_dir", nargs="?", help="folder of images to predict")
+    p.add_argument("out_csv", nargs="?", help="where to write the CSV")
+    p.add_argument("--split", choices=("val", "test"), help="score the run's own split (its true ships) instead "
+                   "of a folder: OUT_DIR/submission.csv and OUT_DIR/summary.json (F2 with/without gate and TTA)")
+    p.add_argument("-o", "--out-dir", help="with --split: the output folder")
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the run's "
+                   "seg_tuning.json, else 0.5)")
+    p.add_argument("--min-size", type=int, default=None, help="drop predicted ships smaller than this many "
+                   "pixels (default: the run's seg_tuning.json, else 0)")
+    p.add_argument("--gate-threshold", type=float, default=None, help="P(ship) above which the gate keeps an "
+                   "image (default: tune-seg's, else the best image-level F2 on the gate run's validation)")
+    _pipeline_arguments(p)
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("tune-seg", help="segmentation: tune the threshold, min ship size (and gate threshold) for "
+                       "the Airbus F2 on the run's validation split; writes RUN_DIR/seg_tuning.json")
+    p.add_argument("run_dir", help="directory of a finished segmentation run")
+    p.add_argument("--thresholds", help="comma-separated probability thresholds to try (default 0.3,0.35,...,0.8)")
+    p.add_argument("--min-sizes", help="comma-separated minimum ship sizes in pixels (default 0,10,20,50,100)")
+    _pipeline_arguments(p)
+    p.set_defaults(func=cmd_tune_seg)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,5 +1,7 @@
 """A Kaggle Airbus submission CSV (``ImageId,EncodedPixels``) for a folder of images.
 
+With a gate, TTA or watershed instances: :mod:`imbal.predict.pipeline`.
+
 One row per predicted ship (a connected component of the thresholded
 probability map, 8-connectivity, so the rows never overlap), one row with an
 empty ``EncodedPixels`` for an image without a predicted ship.
@@ -81,25 +83,51 @@ def write_submission(
     batch_size: int = 2,
     device: str | None = None,
     resize: int | None = None,
+    tta: str = "none",
+    gate=None,
+    watershed: bool = False,
 ) -> dict[str, int]:
-    """Write ``out_csv`` for every image in ``image_dir``; returns counts (images, ships, rows)."""
+    """Write ``out_csv`` for every image in ``image_dir``; returns counts (images, ships, rows, and with a
+    gate the images it rejected).
+
+    ``tta``, ``gate`` (a :class:`imbal.predict.pipeline.Gate`) and ``watershed``: see
+    :mod:`imbal.predict.pipeline`.  ``batch_size`` is kept for callers; images run one at a time
+    (with TTA, an image's transformed copies form the batch).
+    """
+    from imbal.predict.pipeline import Segmenter, Settings, image_instances
+    from imbal.predict.instances import instance_rles as label_rles
+    from imbal.predict.tta import check_mode
+
+    check_mode(tta)
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise ImbalError(f"predict: image folder {image_dir} not found")
     paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ImbalError(f"predict: no images ({', '.join(IMAGE_SUFFIXES)}) in {image_dir}")
+    seg = Segmenter(model, resize, device)
+    settings = Settings(threshold, min_size)
     out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    n_ships = n_rows = 0
+    n_ships = n_rows = n_rejected = 0
     with atomic_path(out_csv) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["ImageId", "EncodedPixels"])
-        for path, mask in predict_masks(model, paths, threshold=threshold, batch_size=batch_size, device=device,
-                                        resize=resize):
-            rles = instance_rles(mask, min_size=min_size, image_id=path.name)
+        for path in paths:
+            img = read_rgb(path, where="predict")
+            ok = gate is None or gate.accepts(gate.prob(img))
+            n_rejected += not ok
+            if ok:
+                prob, _ = seg.probs(img, tta, image_id=path.name)
+                lab, n = image_instances(prob, settings, watershed=watershed)
+            else:
+                n = 0
+            rles = label_rles(lab, n, image_id=path.name) if n else []
             for rle in rles or [""]:
                 w.writerow([path.name, rle])
                 n_rows += 1
             n_ships += len(rles)
-    return {"images": len(paths), "ships": n_ships, "rows": n_rows}
+    counts = {"images": len(paths), "ships": n_ships, "rows": n_rows}
+    if gate is not None:
+        counts["rejected_by_gate"] = n_rejected
+    return counts
