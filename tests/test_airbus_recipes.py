@@ -19,8 +19,9 @@ def test_unet34_is_the_kaggle_segmenter(make_cfg):
         "smp", "Unet", "resnet34", "imagenet")
     terms = [dict(t) for t in cfg.loss.terms]
     assert cfg.loss.name == "combo" and terms == [{"name": "focal", "weight": 10}, {"name": "dice", "log_loss": True}]
-    assert (cfg.trainer.strategy, cfg.trainer.accelerator) == ("ddp", "gpu")
-    assert make_cfg("experiment=airbus_unet34", "trainer.devices=4").trainer.devices == 4
+    gpus = make_cfg("experiment=airbus_unet34", "trainer=ddp", "trainer.devices=4", "trainer.precision=bf16-mixed")
+    assert (gpus.trainer.strategy, gpus.trainer.devices, gpus.trainer.accelerator) == ("ddp", 4, "gpu")
+    assert gpus.model.encoder == "resnet34" and gpus.data.empty_share == 0.25
     assert cfg.callbacks.model_checkpoint.monitor == "val/dice"
 
 
@@ -30,11 +31,11 @@ def test_gate_r34_is_the_kaggle_classifier(make_cfg):
     assert (cfg.model._target_, cfg.model.model_name, cfg.model.pretrained) == (
         "imbal.models.timm_backbone.TimmBackbone", "resnet34", True)
     assert cfg.loss.name == "bce" and cfg.sampler.name == "class_balanced"
-    assert cfg.trainer.strategy == "ddp"
+    assert make_cfg("experiment=airbus_gate_r34", "trainer=ddp", "trainer.devices=4").trainer.devices == 4
     assert cfg.callbacks.model_checkpoint.monitor == "val/balanced_accuracy"
 
 
-CPU = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.precision=32-true",
+CPU = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
        "trainer.enable_progress_bar=false", "data.num_workers=0", "data.eval_batch_size=4", "logger=csv", "~posthoc",
        "data.synthetic.n_images=40"]
 
