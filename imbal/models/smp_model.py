@@ -10,7 +10,6 @@ reflect-padded and the logits cropped back, as the home U-Net does.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 
 from imbal.errors import ImbalError
 from imbal.models import finetune
+from imbal.models.unet import prior_bias
 
 ARCHS = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Linknet")
 
@@ -38,7 +38,9 @@ class SmpModel(nn.Module):
         num_classes: classes of the data (injected); 1 or 2 give one logit channel.
         encoder_depth: encoder stages used (smp's default 5); inputs are padded to multiples of ``2 ** depth``.
         prior: initial foreground probability of every pixel (the output bias starts at
-            ``-log((1 - prior) / prior)``, as the home U-Net's); null: smp's initialisation.
+            ``-log((1 - prior) / prior)``, as the home U-Net's); ``auto``: the training pixels'
+            foreground share; null: smp's initialisation.
+        stats: the data's statistics (injected; read by ``prior: auto``).
         **smp_kwargs: passed to ``segmentation_models_pytorch.create_model``.
 
     ``model.freeze`` covers the encoder (``finetune_body``); ``model.freeze=<k>`` freezes the first
@@ -62,7 +64,8 @@ class SmpModel(nn.Module):
         in_shape: Sequence[int] = (3, 256, 256),
         num_classes: int = 1,
         encoder_depth: int = 5,
-        prior: float | None = 0.01,
+        prior: float | str | None = 0.01,
+        stats: Any = None,
         **smp_kwargs: Any,
     ):
         super().__init__()
@@ -98,10 +101,9 @@ class SmpModel(nn.Module):
                 state = {f"model.{k}": v for k, v in state.items()}  # a plain timm state dict
             finetune.load_strict(self.model.encoder, state, key="model.encoder_weights", path=str(encoder_weights),
                                  what=f"smp encoder '{encoder}'")
-        if prior is not None:
-            if not 0.0 < prior < 1.0:
-                raise ImbalError(f"model.prior={prior}: expected a probability in (0, 1) or null")
-            nn.init.constant_(self.model.segmentation_head[0].bias, -math.log((1.0 - prior) / prior))
+        bias = prior_bias(prior, stats)
+        if bias is not None:
+            nn.init.constant_(self.model.segmentation_head[0].bias, bias)
         self.multiple = max(2 ** int(encoder_depth), int(getattr(self.model.encoder, "output_stride", 1)))
 
     @staticmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,33 @@ def double_conv(c_in: int, c_out: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
     )
 
+
+
+#: ``prior: auto`` is clipped to [PRIOR_CLIP, 1 - PRIOR_CLIP] (an empty or full training split stays finite)
+PRIOR_CLIP = 1e-4
+
+
+def prior_bias(prior: float | str | None, stats: Any = None) -> float | None:
+    """The output bias ``-log((1 - p) / p)`` of a foreground prior ``p`` (Lin et al. 2017), or None for ``null``.
+
+    ``prior="auto"`` takes ``p`` from the training counts ``[background, foreground]`` of ``stats``
+    (the foreground share of the training pixels), clipped to [1e-4, 1 - 1e-4].
+    """
+    if prior is None:
+        return None
+    if isinstance(prior, str):
+        if prior.strip().lower() != "auto":
+            raise ImbalError(f"model.prior={prior!r}: expected a probability in (0, 1), auto or null")
+        counts = getattr(stats, "class_counts", None)
+        if not counts or len(counts) != 2 or sum(counts) <= 0:
+            raise ImbalError("model.prior=auto: needs the training split's [background, foreground] pixel counts "
+                             "(a mask data module); give a probability instead")
+        p = min(max(float(counts[1]) / float(sum(counts)), PRIOR_CLIP), 1.0 - PRIOR_CLIP)
+    else:
+        if isinstance(prior, bool) or not 0.0 < float(prior) < 1.0:
+            raise ImbalError(f"model.prior={prior}: expected a probability in (0, 1), auto or null")
+        p = float(prior)
+    return -math.log((1.0 - p) / p)
 
 class Up(nn.Module):
     """Up-sample by 2, concatenate the skip connection, double convolution."""
@@ -62,7 +89,9 @@ class UNet(nn.Module):
         prior: initial foreground probability of every pixel: the output bias starts at
             ``-log((1 - prior) / prior)`` (Lin et al. 2017's prior initialisation,
             which keeps the many background pixels from swamping the first steps);
-            null: PyTorch's default initialisation.
+            ``auto``: the foreground share of the training pixels (``stats.class_counts``), for
+            data whose foreground is not rare; null: PyTorch's default initialisation.
+        stats: the data's statistics (injected; read by ``prior: auto``).
 
     Shape:
         ``[N, C, H, W]`` -> logits ``[N, 1, H, W]``.
@@ -83,7 +112,8 @@ class UNet(nn.Module):
         depth: int = 4,
         base_width: int = 64,
         bilinear: bool = False,
-        prior: float | None = 0.01,
+        prior: float | str | None = 0.01,
+        stats: Any = None,
     ):
         super().__init__()
         if depth < 1 or base_width < 2:
@@ -100,10 +130,9 @@ class UNet(nn.Module):
             Up(widths[i + 1], widths[i], widths[i], bilinear=bilinear) for i in reversed(range(depth))
         )
         self.outc = nn.Conv2d(widths[0], self.out_channels, 1)
-        if prior is not None:
-            if not 0.0 < prior < 1.0:
-                raise ImbalError(f"model 'unet': prior must be in (0, 1) or null, got {prior}")
-            nn.init.constant_(self.outc.bias, -math.log((1.0 - prior) / prior))
+        bias = prior_bias(prior, stats)
+        if bias is not None:
+            nn.init.constant_(self.outc.bias, bias)
         self.out_features = self.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
