@@ -130,6 +130,7 @@ def train_loader(
     num_workers: int = 0,
     collate_fn: Callable | None = None,
     drop_last: bool = False,
+    pin_memory: bool = False,
 ) -> DataLoader:
     sampler = build_sampler(sampler_cfg, labels, seed=seed) if labels is not None else None
     if sampler is None:
@@ -145,6 +146,7 @@ def train_loader(
         persistent_workers=False,
         worker_init_fn=EpochWorkerSeed(seed, sampler) if num_workers > 0 else None,
         collate_fn=collate_fn,
+        pin_memory=pin_memory,
     )
 
 
@@ -158,7 +160,8 @@ def eval_sampler(n: int) -> Sampler | None:
 
 
 def eval_loader(
-    dataset: Dataset, *, batch_size: int, num_workers: int = 0, collate_fn: Callable | None = None
+    dataset: Dataset, *, batch_size: int, num_workers: int = 0, collate_fn: Callable | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """Evaluation loader. Under DDP each rank gets a disjoint, unpadded share, so metrics synced
     across ranks count every sample exactly once (a plain DistributedSampler pads with repeats)."""
@@ -171,4 +174,5 @@ def eval_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         collate_fn=collate_fn,
+        pin_memory=pin_memory,
     )

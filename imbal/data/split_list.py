@@ -357,22 +357,13 @@ class SplitListDataModule(DataModuleBase):
         from imbal.data.loaders import eval_loader, train_loader
 
         collate = collate_bytes if self.decode == "gpu" else None
-        if split == "train":
-            dl = train_loader(self.splits["train"], labels=self.labels("train"), batch_size=self.batch_size,
-                              seed=self.seed, sampler_cfg=self.sampler_cfg, num_workers=self.num_workers,
-                              collate_fn=collate)
-        else:
-            dl = eval_loader(self.splits[split], batch_size=self.batch_size, num_workers=self.num_workers,
-                             collate_fn=collate)
         pin = torch.cuda.is_available() if self.pin_memory == "auto" else bool(self.pin_memory)
-        if pin:
-            # the loaders of imbal.data.loaders take no pin_memory argument: set it on the loader, and on the
-            # arguments Lightning saved to re-create it with a DistributedSampler (lightning.fabric.utilities.data)
-            dl.pin_memory = True
-            saved = getattr(dl, "__pl_saved_kwargs", None)
-            if isinstance(saved, dict):
-                saved["pin_memory"] = True
-        return dl
+        if split == "train":
+            return train_loader(self.splits["train"], labels=self.labels("train"), batch_size=self.batch_size,
+                                seed=self.seed, sampler_cfg=self.sampler_cfg, num_workers=self.num_workers,
+                                collate_fn=collate, pin_memory=pin)
+        return eval_loader(self.splits[split], batch_size=self.batch_size, num_workers=self.num_workers,
+                           collate_fn=collate, pin_memory=pin)
 
     # -- data.decode=gpu -------------------------------------------------
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
