@@ -157,7 +157,7 @@ def cmd_tune_seg(args: argparse.Namespace) -> int:
                  thresholds=numbers(args.thresholds, float, "--thresholds", THRESHOLDS),
                  min_sizes=numbers(args.min_sizes, int, "--min-sizes", MIN_SIZES))
     gate = f", gate threshold {r['gate']['threshold']:.4g}" if r["gate"] else ""
-    print(f"val ({r['images']} images, {r['images_with_ships']} with ships): threshold {r['threshold']:g}, "
+    print(f"val ({r['images']} images, {r['images_with_ships']} with objects): threshold {r['threshold']:g}, "
           f"min size {r['min_size']} px{gate}: F2 {r['val_f2']:.4f} (0.5 / 0 px / no gate: {r['val_f2_untuned']:.4f}; "
           f"all background: {r['all_background_f2']:.4f})")
     print(f"wrote {Path(args.run_dir) / TUNING_FILE} (imbal predict's defaults for this run)")

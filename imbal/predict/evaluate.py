@@ -187,7 +187,7 @@ def evaluate_split(run_dir: str | Path, split: str, out_dir: str | Path, *, gate
 
 def format_table(summary: dict[str, Any]) -> str:
     """The step table of a :func:`evaluate_split` summary, as plain text."""
-    lines = [f"{summary['split']}: {summary['images']} images, {summary['images_with_ships']} with ships; "
+    lines = [f"{summary['split']}: {summary['images']} images, {summary['images_with_ships']} with objects; "
              f"threshold {summary['threshold']:g}, min size {summary['min_size']} px"
              + (", watershed" if summary.get("watershed") else ""),
              f"{'gate':<6} {'tta':<6} airbus_f2",
