@@ -25,16 +25,27 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def compose_train(run_dir: Path | str, *overrides: str, return_hydra_config: bool = False):
+    """The ``train`` config composed with ``run_dir`` and ``overrides``, as ``python train.py`` would see it.
+
+    For module-scoped fixtures, which cannot take :func:`make_cfg`; Hydra's global state is cleared after.
+    """
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return compose(config_name="train", overrides=[f"run_dir={run_dir}", *overrides],
+                           return_hydra_config=return_hydra_config)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """``make_cfg(*overrides)`` -> a composed DictConfig whose run dir is under tmp_path."""
-    register_configs()
 
     def _make(*overrides: str, run_dir: Path | None = None):
-        GlobalHydra.instance().clear()
-        rd = run_dir or (tmp_path / "run")
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name="train", overrides=[f"run_dir={rd}", *overrides])
+        return compose_train(run_dir or (tmp_path / "run"), *overrides)
 
     yield _make
     GlobalHydra.instance().clear()

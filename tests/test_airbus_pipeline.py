@@ -26,8 +26,9 @@ from imbal.predict.evaluate import evaluate_split, image_f2
 from imbal.predict.instances import instances
 from imbal.predict.pipeline import Gate, Settings, f2_threshold, presence_transform, resolve_settings
 from imbal.predict.tune import choose, grid_scores
-from tests.conftest import REPO
+from tests.conftest import REPO, compose_train
 from tests.test_segmentation_metrics import box
+from tests.test_segmentation_predict import Fixed
 
 
 def rows(path: Path) -> list[list[str]]:
@@ -38,18 +39,13 @@ def rows(path: Path) -> list[list[str]]:
 # -- the gate ------------------------------------------------------------------------------
 
 
-class Square(nn.Module):
-    """A mask model predicting two separate squares in every image."""
-
-    def __init__(self):
-        super().__init__()
-        self.p = nn.Parameter(torch.zeros(()))
+class Square(Fixed):
+    """A mask model predicting two separate squares in every image (Fixed's, and a second one)."""
 
     def forward(self, x):
-        out = torch.full((x.shape[0], 1, *x.shape[-2:]), -10.0)
-        out[:, :, 1:4, 1:4] = 10.0
-        out[:, :, 8:10, 8:12] = 10.0
-        return out + self.p
+        out = super().forward(x)
+        out[:, :, 8:10, 8:12] = 10.0 + self.p
+        return out
 
 
 class Brightness(nn.Module):
@@ -239,25 +235,16 @@ PRESENCE = [*COMMON, "data.target=presence", "model=small_cnn", "model.width=8"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(mask run dir, presence run dir) trained in this process, on one synthetic set."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from imbal.config import conf_dir, register_configs
     from imbal.runner import train
 
     root = tmp_path_factory.mktemp("pipeline")
     mp = pytest.MonkeyPatch()
     mp.setenv("IMBAL_CACHE", str(root / "cache"))
-    register_configs()
     out = []
     try:
         for name, overrides in (("mask", MASK), ("presence", PRESENCE)):
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-                cfg = compose(config_name="train", overrides=[f"run_dir={root / name}", *overrides])
-            train(cfg)
+            train(compose_train(root / name, *overrides))
             out.append(root / name)
-        GlobalHydra.instance().clear()
         yield out[0], out[1], root
     finally:
         mp.undo()

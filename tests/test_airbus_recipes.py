@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import pytest
 
+from tests.conftest import compose_train
+
 pytest.importorskip("segmentation_models_pytorch")
 pytest.importorskip("timm")
 
@@ -41,25 +43,15 @@ CPU = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
 
 
 def test_both_recipes_run_one_step_on_one_split(tmp_path, monkeypatch):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from imbal.config import conf_dir, register_configs
     from imbal.runner import flow, train
 
     monkeypatch.setattr(flow, "write_plots", lambda *a, **k: [])  # figures are tested elsewhere
-    register_configs()
     runs = {}
     for name, extra in (("airbus_unet34", ["model.encoder_weights=null", "data.crop=64", "data.batch_size=4"]),
                         ("airbus_gate_r34", ["model.pretrained=false", "data.presence_size=64", "data.batch_size=8"])):
         rd = tmp_path / name
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[f"run_dir={rd}", f"experiment={name}",
-                                                          f"data.cache_dir={tmp_path / 'cache'}", *CPU, *extra])
-        train(cfg)
+        train(compose_train(rd, f"experiment={name}", f"data.cache_dir={tmp_path / 'cache'}", *CPU, *extra))
         runs[name] = rd
-    GlobalHydra.instance().clear()
     seg = json.loads((runs["airbus_unet34"] / "summary.json").read_text())
     gate = json.loads((runs["airbus_gate_r34"] / "summary.json").read_text())
     assert seg["global_step"] == gate["global_step"] == 1

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from imbal.errors import ImbalError
-from tests.conftest import best_state
+from tests.conftest import best_state, compose_train
 from tests.test_bad_inputs import run_inprocess
 
 #: recipe -> (data preset, model name, loss, stage, epochs, per-device batch, lr, lr_base_batch, weight decay)
@@ -33,18 +33,7 @@ RECIPES = {
 
 
 def _compose(*overrides: str, hydra_node: bool = False):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from imbal.config import conf_dir, register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name="train", overrides=["run_dir=x", *overrides], return_hydra_config=hydra_node)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_train("x", *overrides, return_hydra_config=hydra_node)
 
 
 # --- optimizer.lr_base_batch ---------------------------------------------------------------------------
@@ -230,13 +219,8 @@ def write_official_trees(base: Path) -> dict[str, Path]:
 
 
 def _run_all(base: Path, roots: dict[str, Path], plan) -> dict[str, Path]:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from imbal.config import conf_dir, register_configs
     from imbal.runner import flow, train
 
-    register_configs()
     out: dict[str, Path] = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(flow, "write_plots", lambda *a, **k: [])  # figures are not what this tests (and cost seconds)
@@ -247,13 +231,8 @@ def _run_all(base: Path, roots: dict[str, Path], plan) -> dict[str, Path]:
                 extra.append("model.pretrained=false")  # timm: no weights download here
             else:  # the ImageNet stem the recipe gets at 224 px (cifar_stem null picks the 3x3 one up to 64 px)
                 extra.append("model.cifar_stem=false")
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-                cfg = compose(config_name="train", overrides=[f"run_dir={rd}", f"experiment={name}",
-                                                              f"data.root={roots[RECIPES[name][0]]}", *SHORT, *extra])
-            train(cfg)
+            train(compose_train(rd, f"experiment={name}", f"data.root={roots[RECIPES[name][0]]}", *SHORT, *extra))
             out[name] = rd
-    GlobalHydra.instance().clear()
     return out
 
 
